@@ -1,0 +1,243 @@
+package state
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+)
+
+// Config is the whole declarative configuration an administrator sets. The
+// YAML file in deploy/ and the admin API's apply endpoint carry this shape.
+type Config struct {
+	Providers   []Provider   `json:"providers"`
+	Deployments []Deployment `json:"deployments"`
+	Models      []Model      `json:"models"`
+	Tenants     []Tenant     `json:"tenants"`
+	Keys        []Key        `json:"keys"`
+	Policies    []Policy     `json:"policies,omitempty"`
+}
+
+// ProviderKind names the wire dialect spoken to a provider.
+type ProviderKind string
+
+// The provider dialects Sluice speaks upstream.
+const (
+	// KindAzure is Azure OpenAI: {endpoint}/openai/deployments/{deployment}/...?api-version=,
+	// authenticated with an api-key header.
+	KindAzure ProviderKind = "azure"
+	// KindOpenAI is the OpenAI API: {endpoint}/v1/..., Bearer key, model in the body.
+	KindOpenAI ProviderKind = "openai"
+	// KindOpenAICompatible is a self-hosted server speaking the OpenAI API
+	// (vLLM and the like): {endpoint}/v1/..., optional Bearer key.
+	KindOpenAICompatible ProviderKind = "openai-compatible"
+)
+
+// Provider is one upstream account or endpoint.
+type Provider struct {
+	Name string       `json:"name"`
+	Kind ProviderKind `json:"kind"`
+	// Endpoint is the base URL, e.g. https://eastus-res.openai.azure.com or
+	// https://api.openai.com (without /v1).
+	Endpoint string `json:"endpoint"`
+	// APIKey is a secret reference, never the secret itself in stored config:
+	// "env:NAME" reads the environment of the node; "enc:..." is a value
+	// encrypted with the cluster key. Optional for openai-compatible.
+	APIKey string `json:"api_key,omitempty"`
+	// APIVersion is the Azure api-version query value. Default DefaultAzureAPIVersion.
+	APIVersion string `json:"api_version,omitempty"`
+}
+
+// DefaultAzureAPIVersion is used for Azure providers that name none.
+const DefaultAzureAPIVersion = "2024-10-21"
+
+// Deployment is one model deployment at one provider, with its quota.
+type Deployment struct {
+	Name     string `json:"name"`
+	Provider string `json:"provider"`
+	Region   string `json:"region,omitempty"`
+	// Upstream is the Azure deployment name or the upstream model name.
+	Upstream string `json:"upstream"`
+	// TPM and RPM are the provider's limits for this deployment; 0 means
+	// unlimited (self-hosted servers have capacity, not quota).
+	TPM int64 `json:"tpm,omitempty"`
+	RPM int64 `json:"rpm,omitempty"`
+	// TPMWindow and RPMWindow are the short windows the provider enforces
+	// the limits over (Azure: 1 s or 10 s). Defaults 10s and 1s.
+	TPMWindow Duration `json:"tpm_window,omitempty"`
+	RPMWindow Duration `json:"rpm_window,omitempty"`
+	// Weight biases the balancer toward this deployment (default 1).
+	Weight float64 `json:"weight,omitempty"`
+}
+
+// Default provider enforcement windows, from Azure's documented behaviour.
+const (
+	DefaultTPMWindow = 10 * time.Second
+	DefaultRPMWindow = 1 * time.Second
+)
+
+// ModelKind says which API a model serves.
+type ModelKind string
+
+// Model kinds.
+const (
+	ModelChat      ModelKind = "chat"      // chat/completions and completions
+	ModelEmbedding ModelKind = "embedding" // embeddings
+)
+
+// Model is a public model name clients ask for and the pool serving it.
+type Model struct {
+	Name        string    `json:"name"`
+	Kind        ModelKind `json:"kind,omitempty"` // default chat
+	Deployments []string  `json:"deployments"`
+	// Fallbacks are other models tried in order when every deployment of
+	// this one fails.
+	Fallbacks []string `json:"fallbacks,omitempty"`
+	// StaticResponse, when set, is the assistant text answered when the
+	// pool and every fallback failed.
+	StaticResponse string `json:"static_response,omitempty"`
+	// DefaultMaxTokens is charged on admission when a request gives no
+	// max_tokens. Default 1024.
+	DefaultMaxTokens int64 `json:"default_max_tokens,omitempty"`
+	// Encoding is the tokenizer used for estimates: o200k_base (default) or cl100k_base.
+	Encoding string `json:"encoding,omitempty"`
+}
+
+// Default model settings.
+const (
+	DefaultMaxTokens = 1024
+	DefaultEncoding  = "o200k_base"
+)
+
+// Class is a tenant's priority class.
+type Class string
+
+// Priority classes.
+const (
+	ClassInteractive Class = "interactive"
+	ClassBatch       Class = "batch"
+)
+
+// Limits are per-tenant or per-key limits; zero means unlimited.
+type Limits struct {
+	TPM           int64 `json:"tpm,omitempty"`
+	RPM           int64 `json:"rpm,omitempty"`
+	TokensPerHour int64 `json:"tokens_per_hour,omitempty"`
+	TokensPerDay  int64 `json:"tokens_per_day,omitempty"`
+	MaxConcurrent int64 `json:"max_concurrent,omitempty"`
+}
+
+// IsZero reports whether no limit is set.
+func (l Limits) IsZero() bool { return l == Limits{} }
+
+// Tenant is a team or service that owns keys and is billed for usage.
+type Tenant struct {
+	Name string `json:"name"`
+	// Plan is a free label for the tenant's plan.
+	Plan string `json:"plan,omitempty"`
+	// Class is the priority class, default interactive.
+	Class  Class  `json:"class,omitempty"`
+	Limits Limits `json:"limits,omitempty"`
+	// Policy names the policy applied to the tenant's requests (default "default").
+	Policy string `json:"policy,omitempty"`
+}
+
+// Key is a virtual key. Only the SHA-256 hash of the key is stored.
+type Key struct {
+	// ID is a public, non-secret identifier used in usage records and the admin API.
+	ID string `json:"id"`
+	// Hash is the hex SHA-256 of the key's plaintext, optionally prefixed "sha256:".
+	Hash   string `json:"hash"`
+	Tenant string `json:"tenant"`
+	// Models the key may use; empty means every model.
+	Models    []string   `json:"models,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	Disabled  bool       `json:"disabled,omitempty"`
+	Limits    Limits     `json:"limits,omitempty"`
+}
+
+// HashKey returns the stored form of a virtual key's plaintext.
+func HashKey(plaintext string) string {
+	sum := sha256.Sum256([]byte(plaintext))
+	return hex.EncodeToString(sum[:])
+}
+
+// LimitMode says what happens when a tenant limit is exceeded.
+type LimitMode string
+
+// Limit modes.
+const (
+	// LimitHard refuses with 429 and retry-after.
+	LimitHard LimitMode = "hard"
+	// LimitSoft lets the request through and flags it in headers and metrics.
+	LimitSoft LimitMode = "soft"
+)
+
+// Policy groups the request-handling rules a tenant is served with.
+type Policy struct {
+	Name      string        `json:"name"`
+	Retry     RetryPolicy   `json:"retry,omitempty"`
+	Timeouts  TimeoutPolicy `json:"timeouts,omitempty"`
+	LimitMode LimitMode     `json:"limit_mode,omitempty"` // default hard
+}
+
+// RetryPolicy bounds retries and their backoff.
+type RetryPolicy struct {
+	// MaxAttempts counts the first try; default 3.
+	MaxAttempts int `json:"max_attempts,omitempty"`
+	// BaseInterval and MaxInterval bound exponential backoff; defaults 100ms and 2s.
+	BaseInterval Duration `json:"base_interval,omitempty"`
+	MaxInterval  Duration `json:"max_interval,omitempty"`
+	// Jitter is "full" (default) or "none".
+	Jitter string `json:"jitter,omitempty"`
+	// BudgetRatio caps retries as a fraction of requests over a sliding
+	// window; default 0.2.
+	BudgetRatio float64 `json:"budget_ratio,omitempty"`
+}
+
+// TimeoutPolicy bounds one upstream attempt and the whole request.
+type TimeoutPolicy struct {
+	Connect   Duration `json:"connect,omitempty"`    // default 2s
+	FirstByte Duration `json:"first_byte,omitempty"` // default 30s
+	Total     Duration `json:"total,omitempty"`      // default 120s
+}
+
+// DefaultPolicyName is the policy used by tenants that name none.
+const DefaultPolicyName = "default"
+
+// DefaultPolicy returns the built-in policy, used when the configuration
+// defines no policy named "default". Its values are the documented defaults.
+func DefaultPolicy() Policy {
+	p := Policy{Name: DefaultPolicyName}
+	p.setDefaults()
+	return p
+}
+
+func (p *Policy) setDefaults() {
+	if p.Retry.MaxAttempts == 0 {
+		p.Retry.MaxAttempts = 3
+	}
+	if p.Retry.BaseInterval == 0 {
+		p.Retry.BaseInterval = Duration(100 * time.Millisecond)
+	}
+	if p.Retry.MaxInterval == 0 {
+		p.Retry.MaxInterval = Duration(2 * time.Second)
+	}
+	if p.Retry.Jitter == "" {
+		p.Retry.Jitter = "full"
+	}
+	if p.Retry.BudgetRatio == 0 {
+		p.Retry.BudgetRatio = 0.2
+	}
+	if p.Timeouts.Connect == 0 {
+		p.Timeouts.Connect = Duration(2 * time.Second)
+	}
+	if p.Timeouts.FirstByte == 0 {
+		p.Timeouts.FirstByte = Duration(30 * time.Second)
+	}
+	if p.Timeouts.Total == 0 {
+		p.Timeouts.Total = Duration(120 * time.Second)
+	}
+	if p.LimitMode == "" {
+		p.LimitMode = LimitHard
+	}
+}
