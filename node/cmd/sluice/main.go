@@ -1,0 +1,140 @@
+// Command sluice runs a Sluice node (sluice agent) and talks to a cluster's
+// admin API (the other subcommands).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/sluicehq/sluice/node"
+)
+
+const usage = `sluice: an LLM gateway cluster.
+
+Usage:
+  sluice agent [flags]     run a node (sluice agent -h for its flags)
+  sluice version           print the version
+
+Environment:
+  provider secrets are read from the variables their env:NAME references name.
+`
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "agent":
+		return agent(args[1:], stderr)
+	case "version":
+		fmt.Fprintln(stdout, version)
+		return 0
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "sluice: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+func agent(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		configPath = fs.String("config", "", "declarative configuration file (YAML); required")
+		listen     = fs.String("listen", "127.0.0.1:8080", "address of the OpenAI/Azure API")
+		maxBody    = fs.Int64("max-body-bytes", 1<<20, "largest request body accepted")
+		logFormat  = fs.String("log-format", "text", "log format: text or json")
+		logLevel   = fs.String("log-level", "info", "log level: debug, info, warn or error")
+		drain      = fs.Duration("drain-timeout", 30*time.Second, "how long shutdown waits for requests in flight")
+	)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: sluice agent -config FILE [flags]\n\nRuns a Sluice node. SIGHUP reloads the configuration file; SIGINT/SIGTERM drain and stop.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	logger, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice agent:", err)
+		return 2
+	}
+	if *configPath == "" {
+		fmt.Fprintln(stderr, "sluice agent: -config is required")
+		fs.Usage()
+		return 2
+	}
+	cfg, err := node.LoadConfig(*configPath)
+	if err != nil {
+		logger.Error("cannot start", "err", err)
+		return 1
+	}
+	n := node.New(node.Config{APIAddr: *listen, DrainTimeout: *drain, Logger: logger})
+	if err := n.Install(cfg); err != nil {
+		logger.Error("cannot start", "err", err)
+		return 1
+	}
+	if err := n.Start(); err != nil {
+		logger.Error("cannot start", "err", err)
+		return 1
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			c, err := node.LoadConfig(*configPath)
+			if err == nil {
+				err = n.Install(c)
+			}
+			if err != nil {
+				logger.Error("reload refused; keeping the current configuration", "err", err)
+			}
+			continue
+		}
+		logger.Info("shutting down", "signal", sig.String())
+		break
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *drain+5*time.Second)
+	defer cancel()
+	if err := n.Shutdown(ctx); err != nil {
+		logger.Error("shutdown", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("bad -log-level %q", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("bad -log-format %q (want text or json)", format)
+}

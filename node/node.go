@@ -1,0 +1,171 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/sluicehq/sluice/cluster/state"
+	"github.com/sluicehq/sluice/quota"
+	"github.com/sluicehq/sluice/router"
+)
+
+// Config is a node's own settings (the shared configuration is
+// state.Config). Zero values take the documented defaults.
+type Config struct {
+	// APIAddr is where the OpenAI and Azure APIs listen. Default 127.0.0.1:8080.
+	APIAddr string
+	// Router tunes the request path; its Metrics, Logger and Limiter are
+	// filled by the node when empty.
+	Router router.Config
+	// Quota tunes local admission.
+	Quota quota.Config
+	// DrainTimeout bounds how long Shutdown waits for requests in flight.
+	// Default 30s.
+	DrainTimeout time.Duration
+	// Logger is the node's logger. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.APIAddr == "" {
+		c.APIAddr = "127.0.0.1:8080"
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Node is one running Sluice node.
+type Node struct {
+	cfg     Config
+	metrics *metrics.Set
+	router  *router.Router
+	limiter *quota.Limiter
+
+	ln   net.Listener
+	srv  *http.Server
+	done chan struct{} // closed when the API server has stopped serving
+
+	mu      sync.Mutex // serialises config installs
+	version uint64
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// New builds a node. It does not listen until Start.
+func New(cfg Config) *Node {
+	cfg.setDefaults()
+	n := &Node{cfg: cfg, metrics: metrics.NewSet(), done: make(chan struct{})}
+	n.limiter = quota.New(cfg.Quota)
+	rc := cfg.Router
+	if rc.Metrics == nil {
+		rc.Metrics = n.metrics
+	}
+	if rc.Logger == nil {
+		rc.Logger = cfg.Logger
+	}
+	if rc.Limiter == nil {
+		rc.Limiter = n.limiter
+	}
+	n.router = router.New(rc)
+	return n
+}
+
+// Install validates c and makes it the configuration the node serves.
+// It is the single owner of configuration changes on a standalone node.
+func (n *Node) Install(c state.Config) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	snap, err := state.Build(c, n.version+1)
+	if err != nil {
+		return err
+	}
+	n.version++
+	n.router.Update(snap)
+	n.cfg.Logger.Info("configuration installed", "version", snap.Version,
+		"deployments", len(c.Deployments), "models", len(c.Models), "keys", len(c.Keys))
+	return nil
+}
+
+// Router returns the node's router.
+func (n *Node) Router() *router.Router { return n.router }
+
+// Metrics returns the node's metric set.
+func (n *Node) Metrics() *metrics.Set { return n.metrics }
+
+// Handler returns the API handler including /metrics.
+func (n *Node) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", n.router.Handler())
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		n.metrics.WritePrometheus(w)
+	})
+	return mux
+}
+
+// Start listens on the API address and serves in the background.
+func (n *Node) Start() error {
+	ln, err := net.Listen("tcp", n.cfg.APIAddr)
+	if err != nil {
+		return fmt.Errorf("listen api %s: %w", n.cfg.APIAddr, err)
+	}
+	n.ln = ln
+	n.srv = &http.Server{
+		Handler:           n.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(n.cfg.Logger.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		defer close(n.done)
+		if err := n.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.cfg.Logger.Error("api server stopped", "err", err)
+		}
+	}()
+	n.cfg.Logger.Info("api listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// APIAddr returns the address the API listens on (after Start).
+func (n *Node) APIAddr() string {
+	if n.ln == nil {
+		return ""
+	}
+	return n.ln.Addr().String()
+}
+
+// Shutdown stops the node: it stops accepting requests, lets those in
+// flight finish (up to DrainTimeout or ctx), then closes upstream
+// connections. It is safe to call more than once.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.stopOnce.Do(func() {
+		if n.srv == nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(ctx, n.cfg.DrainTimeout)
+		defer cancel()
+		// 1. Stop accepting and drain in-flight requests.
+		if err := n.srv.Shutdown(ctx); err != nil {
+			n.stopErr = fmt.Errorf("drain api: %w", err)
+			_ = n.srv.Close()
+		}
+		<-n.done
+		// 2. Close pooled upstream connections.
+		n.router.Close()
+	})
+	return n.stopErr
+}
