@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/node"
+	"github.com/sluicehq/sluice/router"
 )
 
 const usage = `sluice: an LLM gateway cluster.
@@ -89,7 +90,7 @@ func agent(args []string, stderr io.Writer) int {
 		logger.Error("cannot start", "err", err)
 		return 1
 	}
-	n := node.New(node.Config{APIAddr: *listen, DrainTimeout: *drain, Logger: logger})
+	n := node.New(node.Config{APIAddr: *listen, DrainTimeout: *drain, Logger: logger, Router: router.Config{MaxBodyBytes: *maxBody}})
 	if err := n.Install(cfg); err != nil {
 		logger.Error("cannot start", "err", err)
 		return 1
