@@ -35,8 +35,10 @@ fuzz: ## run each fuzz target for FUZZTIME (default 10s)
 	  done; \
 	done
 
-bench: ## print benchmark figures (admission, parsing, added latency vs the mock)
+BENCH_DURATION ?= 3s
+bench: ## print figures: admission/parse ns/op and allocs, then added latency vs the mock and a bare proxy
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./quota/ ./router/...
+	$(GO) run ./chaos/cmd/bench -duration $(BENCH_DURATION)
 
 check: fmt vet boundaries ## gofmt, go vet and package boundaries
 

@@ -238,3 +238,22 @@ func TestClientDisconnectCancelsUpstream(t *testing.T) {
 		t.Fatalf("record status %d, want 499", rec.Status)
 	}
 }
+
+// TestFirstByteTimeout: a deployment that stalls past the first-byte
+// timeout is abandoned for the other; when all stall the client gets 504.
+func TestFirstByteTimeout(t *testing.T) {
+	pol := fastRetries()
+	pol.Timeouts = state.TimeoutPolicy{FirstByte: state.Duration(200 * time.Millisecond), Total: state.Duration(2 * time.Second)}
+	e := newEnv(t, envOpts{policy: pol})
+	setFaults(t, e.regions["eastus"], mock.Faults{Stall: 1})
+	for i := 0; i < 3; i++ {
+		if code, h, body := e.post("/v1/chat/completions", demoKey, chatBody(false, 8)); code != 200 || h.Get("X-Sluice-Deployment") != "swedencentral-chat" {
+			t.Fatalf("with one region stalling: %d %s", code, body)
+		}
+	}
+	setFaults(t, e.regions["swedencentral"], mock.Faults{Stall: 1})
+	code, _, body := e.post("/v1/chat/completions", demoKey, chatBody(false, 8))
+	if code != http.StatusGatewayTimeout || !strings.Contains(body, `"timeout"`) {
+		t.Fatalf("all stalling: %d %s", code, body)
+	}
+}

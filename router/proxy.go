@@ -111,11 +111,12 @@ func (c *call) run(pathModel string) int {
 	c.prompt = r.est.PromptTokens(rt.model.Encoding, c.ep, body, &c.parsed)
 	c.cost = c.prompt
 	if c.ep != wire.EndpointEmbeddings {
+		out := rt.model.DefaultMaxTokens
 		if c.parsed.HasMaxTokens {
-			c.cost += c.parsed.MaxTokens
-		} else {
-			c.cost += rt.model.DefaultMaxTokens
+			out = c.parsed.MaxTokens
 		}
+		// Providers charge max_tokens for each of n choices.
+		c.cost += out * max(c.parsed.Choices, 1)
 	}
 	if aerr := c.admitSubjects(); aerr != nil {
 		return c.fail(aerr)
