@@ -12,6 +12,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/sluicehq/sluice/cluster"
 	"github.com/sluicehq/sluice/cluster/state"
 	"github.com/sluicehq/sluice/quota"
 	"github.com/sluicehq/sluice/router"
@@ -30,6 +31,12 @@ type Config struct {
 	// DrainTimeout bounds how long Shutdown waits for requests in flight.
 	// Default 30s.
 	DrainTimeout time.Duration
+	// Cluster, when set, makes the node a cluster member: its
+	// configuration comes from raft, not from Install. Nil: standalone.
+	Cluster *cluster.Config
+	// SeedConfig, in a cluster, is applied once by the leader when the
+	// replicated configuration is still empty (first start of a cluster).
+	SeedConfig *state.Config
 	// Logger is the node's logger. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -59,6 +66,10 @@ type Node struct {
 
 	mu      sync.Mutex // serialises config installs
 	version uint64
+
+	cluster *cluster.Cluster
+	stop    context.CancelFunc // stops the goroutines below
+	wg      sync.WaitGroup     // snapshot follower and seeder
 
 	stopOnce sync.Once
 	stopErr  error
@@ -116,13 +127,31 @@ func (n *Node) Handler() http.Handler {
 	return mux
 }
 
-// Start listens on the API address and serves in the background.
-func (n *Node) Start() error {
+// Start listens on the API address and serves in the background. In a
+// cluster it first joins the cluster and follows its configuration.
+func (n *Node) Start() (err error) {
 	ln, err := net.Listen("tcp", n.cfg.APIAddr)
 	if err != nil {
 		return fmt.Errorf("listen api %s: %w", n.cfg.APIAddr, err)
 	}
 	n.ln = ln
+	ctx, stop := context.WithCancel(context.Background())
+	n.stop = stop
+	defer func() {
+		if err != nil {
+			stop()
+			n.wg.Wait()
+			_ = ln.Close()
+			if n.cluster != nil {
+				_ = n.cluster.Shutdown(context.Background())
+			}
+		}
+	}()
+	if n.cfg.Cluster != nil {
+		if err := n.startCluster(ctx); err != nil {
+			return err
+		}
+	}
 	n.srv = &http.Server{
 		Handler:           n.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -164,7 +193,16 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			_ = n.srv.Close()
 		}
 		<-n.done
-		// 2. Close pooled upstream connections.
+		// 2. Stop following the configuration.
+		n.stop()
+		n.wg.Wait()
+		// 3. Leave the gossip pool and shut raft (the cluster orders its own parts).
+		if n.cluster != nil {
+			if err := n.cluster.Shutdown(ctx); err != nil && n.stopErr == nil {
+				n.stopErr = fmt.Errorf("cluster shutdown: %w", err)
+			}
+		}
+		// 4. Close pooled upstream connections.
 		n.router.Close()
 	})
 	return n.stopErr

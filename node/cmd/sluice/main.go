@@ -11,9 +11,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/sluicehq/sluice/cluster"
+	"github.com/sluicehq/sluice/cluster/state"
 	"github.com/sluicehq/sluice/node"
 	"github.com/sluicehq/sluice/router"
 )
@@ -64,9 +67,25 @@ func agent(args []string, stderr io.Writer) int {
 		logFormat  = fs.String("log-format", "text", "log format: text or json")
 		logLevel   = fs.String("log-level", "info", "log level: debug, info, warn or error")
 		drain      = fs.Duration("drain-timeout", 30*time.Second, "how long shutdown waits for requests in flight")
+		dataDir    = fs.String("data-dir", "", "raft data directory; set it to run as a cluster member (else standalone)")
+		nodeID     = fs.String("node-id", "", "unique node ID (default: the host name)")
+		gossipAddr = fs.String("gossip-addr", "127.0.0.1:7946", "memberlist gossip address")
+		clusterAdr = fs.String("cluster-addr", "127.0.0.1:7947", "raft and forwarding address")
+		join       = fs.String("join", "", "comma-separated peers (host:port gossip addresses or DNS names resolving to all peers)")
+		expect     = fs.Int("bootstrap-expect", 0, "bootstrap a new cluster once this many servers see each other")
+		region     = fs.String("region", "", "this node's region, carried in gossip")
 	)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: sluice agent -config FILE [flags]\n\nRuns a Sluice node. SIGHUP reloads the configuration file; SIGINT/SIGTERM drain and stop.\n\nFlags:")
+		fmt.Fprint(stderr, `Usage: sluice agent -config FILE [flags]        (standalone)
+       sluice agent -data-dir DIR [-config SEED] [flags]  (cluster member)
+
+Runs a Sluice node. Standalone: SIGHUP reloads the file. Cluster member: the
+configuration is replicated; -config seeds an empty cluster once.
+SIGINT/SIGTERM drain and stop. SLUICE_GOSSIP_KEY (base64, 16/24/32 bytes)
+encrypts gossip.
+
+Flags:
+`)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -80,20 +99,50 @@ func agent(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sluice agent:", err)
 		return 2
 	}
-	if *configPath == "" {
-		fmt.Fprintln(stderr, "sluice agent: -config is required")
+	if *configPath == "" && *dataDir == "" {
+		fmt.Fprintln(stderr, "sluice agent: -config is required for a standalone node (or -data-dir for a cluster member)")
 		fs.Usage()
 		return 2
 	}
-	cfg, err := node.LoadConfig(*configPath)
-	if err != nil {
-		logger.Error("cannot start", "err", err)
-		return 1
+	ncfg := node.Config{APIAddr: *listen, DrainTimeout: *drain, Logger: logger, Router: router.Config{MaxBodyBytes: *maxBody}}
+	var cfg state.Config
+	if *configPath != "" {
+		c, err := node.LoadConfig(*configPath)
+		if err != nil {
+			logger.Error("cannot start", "err", err)
+			return 1
+		}
+		cfg = c
 	}
-	n := node.New(node.Config{APIAddr: *listen, DrainTimeout: *drain, Logger: logger, Router: router.Config{MaxBodyBytes: *maxBody}})
-	if err := n.Install(cfg); err != nil {
-		logger.Error("cannot start", "err", err)
-		return 1
+	if *dataDir != "" {
+		cc := cluster.DefaultConfig()
+		cc.DataDir, cc.Region, cc.Version = *dataDir, *region, version
+		if *nodeID != "" {
+			cc.NodeID = *nodeID
+		}
+		cc.GossipAddr, cc.ClusterAddr, cc.BootstrapExpect = *gossipAddr, *clusterAdr, *expect
+		if *join != "" {
+			cc.Join = strings.Split(*join, ",")
+		}
+		if k := os.Getenv("SLUICE_GOSSIP_KEY"); k != "" {
+			key, err := cluster.DecodeGossipKey(k)
+			if err != nil {
+				logger.Error("cannot start: SLUICE_GOSSIP_KEY", "err", err)
+				return 1
+			}
+			cc.GossipKey = key
+		}
+		ncfg.Cluster = &cc
+		if *configPath != "" {
+			ncfg.SeedConfig = &cfg
+		}
+	}
+	n := node.New(ncfg)
+	if ncfg.Cluster == nil {
+		if err := n.Install(cfg); err != nil {
+			logger.Error("cannot start", "err", err)
+			return 1
+		}
 	}
 	if err := n.Start(); err != nil {
 		logger.Error("cannot start", "err", err)
@@ -103,7 +152,7 @@ func agent(args []string, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	for sig := range sigs {
-		if sig == syscall.SIGHUP {
+		if sig == syscall.SIGHUP && ncfg.Cluster == nil {
 			c, err := node.LoadConfig(*configPath)
 			if err == nil {
 				err = n.Install(c)

@@ -1,0 +1,117 @@
+package node_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/chaos/mock"
+	"github.com/sluicehq/sluice/cluster"
+	"github.com/sluicehq/sluice/cluster/fsm"
+	"github.com/sluicehq/sluice/cluster/state"
+	"github.com/sluicehq/sluice/node"
+)
+
+func testClusterConfig(t *testing.T, id string, join []string) *cluster.Config {
+	c := cluster.DefaultConfig()
+	c.NodeID, c.DataDir = id, t.TempDir()
+	c.GossipAddr, c.ClusterAddr = "127.0.0.1:0", "127.0.0.1:0"
+	c.Join, c.BootstrapExpect = join, 3
+	c.Gossip.ProbeInterval, c.Gossip.ProbeTimeout = 100*time.Millisecond, 50*time.Millisecond
+	c.Raft.HeartbeatTimeout, c.Raft.ElectionTimeout, c.Raft.LeaderLeaseTimeout = 300*time.Millisecond, 300*time.Millisecond, 150*time.Millisecond
+	c.JoinRetryMax, c.LeaveTimeout = 500*time.Millisecond, time.Second
+	return &c
+}
+
+func chat(t *testing.T, addr, key string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/chat/completions",
+		strings.NewReader(`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"max_tokens":4}`))
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestClusterNodesShareConfig: three nodes form a cluster, the seed
+// configuration reaches all of them, and a key created through raft on
+// node 1 authenticates a request on node 3.
+func TestClusterNodesShareConfig(t *testing.T) {
+	region, err := mock.NewRegion(mock.RegionConfig{Name: "eastus", APIKey: "node-test-key",
+		Deployments: []mock.DeploymentConfig{{Name: "gpt-4o-mini"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := httptest.NewServer(region)
+	defer up.Close()
+	defer region.Close()
+	t.Setenv("NODE_TEST_KEY", "node-test-key")
+	seed := state.Config{
+		Providers:   []state.Provider{{Name: "az", Kind: state.KindAzure, Endpoint: up.URL, APIKey: "env:NODE_TEST_KEY"}},
+		Deployments: []state.Deployment{{Name: "east", Provider: "az", Upstream: "gpt-4o-mini"}},
+		Models:      []state.Model{{Name: "gpt-4o-mini", Deployments: []string{"east"}}},
+		Tenants:     []state.Tenant{{Name: "t"}},
+		Keys:        []state.Key{{ID: "k1", Hash: state.HashKey("sk-one"), Tenant: "t"}},
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var nodes []*node.Node
+	defer func() {
+		for _, n := range nodes {
+			_ = n.Shutdown(context.Background())
+		}
+	}()
+	var join []string
+	for i, id := range []string{"n1", "n2", "n3"} {
+		cfg := node.Config{APIAddr: "127.0.0.1:0", Logger: logger, Cluster: testClusterConfig(t, id, join)}
+		if i == 0 {
+			cfg.SeedConfig = &seed
+		}
+		n := node.New(cfg)
+		if err := n.Start(); err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, n)
+		join = []string{nodes[0].Cluster().GossipAddr()}
+	}
+	waitUntil(t, 15*time.Second, "every node to serve the seed config", func() bool {
+		for _, n := range nodes {
+			if chat(t, n.APIAddr(), "sk-one") != 200 {
+				return false
+			}
+		}
+		return true
+	})
+	if code := chat(t, nodes[2].APIAddr(), "sk-two"); code != 401 {
+		t.Fatalf("unknown key: %d", code)
+	}
+	start := time.Now()
+	_, err = nodes[0].Cluster().Apply(context.Background(), &fsm.UpsertKey{Mode: fsm.ModeCreate,
+		Key: state.Key{ID: "k2", Hash: state.HashKey("sk-two"), Tenant: "t"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 5*time.Second, "the new key on node 3", func() bool { return chat(t, nodes[2].APIAddr(), "sk-two") == 200 })
+	t.Logf("key written on node 1 served on node 3 after %v", time.Since(start))
+}
+
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		<-tick.C
+	}
+}
