@@ -81,7 +81,9 @@ func TestCircuitOpensAndRecovers(t *testing.T) {
 // until then; the request and its successors go to the other region, and
 // the provider's own log shows no request before the retry-after.
 func TestThrottleCoolsDeployment(t *testing.T) {
-	e := newEnv(t, envOpts{policy: fastRetries()})
+	// A short latency decay so that the idle region is probed again soon
+	// after its cooling ends, even under sequential load.
+	e := newEnv(t, envOpts{policy: fastRetries(), health: router.HealthConfig{Decay: 200 * time.Millisecond}})
 	const storm = 1500 * time.Millisecond
 	set := time.Now()
 	setFaults(t, e.regions["eastus"], mock.Faults{Force429For: mock.Duration(storm)})

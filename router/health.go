@@ -50,8 +50,8 @@ type health struct {
 	openUntil    atomic.Int64 // unix ns
 	ewma         atomic.Uint64
 
-	mu    sync.Mutex // guards stamp and the read-modify-write of ewma
-	stamp int64
+	mu    sync.Mutex   // serialises the read-modify-write of ewma
+	stamp atomic.Int64 // unix ns of the last sample
 }
 
 func newHealth(cfg HealthConfig) *health {
@@ -70,11 +70,11 @@ func (h *health) observe(now int64, rtt time.Duration) {
 	cur := h.latency()
 	v := float64(rtt)
 	if v < cur {
-		dt := float64(max(now-h.stamp, 0))
+		dt := float64(max(now-h.stamp.Load(), 0))
 		w := math.Exp(-dt / float64(h.cfg.Decay))
 		v = cur*w + v*(1-w)
 	}
-	h.stamp = now
+	h.stamp.Store(now)
 	h.ewma.Store(math.Float64bits(v))
 }
 
@@ -140,10 +140,15 @@ func (h *health) release() {
 }
 
 // cost is the balancer's load score: latency times queue, over weight.
-func (h *health) cost(weight float64) float64 {
+// The latency read decays with the time since the last sample, so a
+// deployment that got no traffic for a while (it was cooling, or slower)
+// looks cheaper and is probed again, as in Finagle's peak EWMA.
+func (h *health) cost(now int64, weight float64) float64 {
 	lat := h.latency()
 	if lat <= 0 {
 		lat = float64(time.Millisecond)
+	} else if dt := now - h.stamp.Load(); dt > 0 {
+		lat *= math.Exp(-float64(dt) / float64(h.cfg.Decay))
 	}
 	return lat * float64(h.inflight.Load()+1) / weight
 }

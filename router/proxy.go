@@ -319,7 +319,7 @@ func (c *call) pick(rt *route, tried uint64, now int64) (*target, int, quota.Res
 			}
 		}
 		best := ia
-		if rt.pool[ib].health.cost(rt.pool[ib].dep.Weight) < rt.pool[ia].health.cost(rt.pool[ia].dep.Weight) {
+		if rt.pool[ib].health.cost(now, rt.pool[ib].dep.Weight) < rt.pool[ia].health.cost(now, rt.pool[ia].dep.Weight) {
 			best = ib
 		}
 		tg := rt.pool[best]

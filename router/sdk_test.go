@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
@@ -81,6 +82,8 @@ func TestSDKStream(t *testing.T) {
 					t.Fatalf("did not ask for usage, got %d usage chunks", usageChunks)
 				}
 				// The stream settles with the provider's real usage either way.
+				// The record is emitted after the last byte reached the client.
+				waitFor(t, 2*time.Second, "the usage record", func() bool { return len(e.recordsSnapshot()) == before+1 })
 				recs := e.recordsSnapshot()[before:]
 				if len(recs) != 1 || recs[0].CompletionTokens == 0 || recs[0].PromptTokens == 0 || recs[0].Estimated {
 					t.Fatalf("usage record %+v", recs)
