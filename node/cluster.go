@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
+	"github.com/sluicehq/sluice/admin"
 	"github.com/sluicehq/sluice/cluster"
 	"github.com/sluicehq/sluice/cluster/fsm"
 	"github.com/sluicehq/sluice/cluster/state"
@@ -22,6 +24,18 @@ func (n *Node) startCluster(ctx context.Context) error {
 	if cc.Logger == nil {
 		cc.Logger = n.cfg.Logger
 	}
+	var ac admin.Config
+	if n.cfg.Admin != nil {
+		ac = *n.cfg.Admin
+		// Bind before joining so the address in gossip is the real one.
+		aln, err := net.Listen("tcp", ac.Addr)
+		if err != nil {
+			return fmt.Errorf("listen admin %s: %w", ac.Addr, err)
+		}
+		ac.Addr = aln.Addr().String()
+		_ = aln.Close()
+		cc.AdminAddr = ac.Addr
+	}
 	cl, err := cluster.New(cc)
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
@@ -30,6 +44,22 @@ func (n *Node) startCluster(ctx context.Context) error {
 		return fmt.Errorf("cluster start: %w", err)
 	}
 	n.cluster = cl
+	if n.cfg.Admin != nil {
+		if ac.Logger == nil {
+			ac.Logger = n.cfg.Logger
+		}
+		if ac.Drainer == nil {
+			ac.Drainer = admin.DrainFunc(n.Drain)
+		}
+		srv, err := admin.New(ac, cl)
+		if err != nil {
+			return fmt.Errorf("admin: %w", err)
+		}
+		if err := srv.Start(); err != nil {
+			return fmt.Errorf("admin start: %w", err)
+		}
+		n.admin = srv
+	}
 	snaps, cancel := cl.Subscribe()
 	n.wg.Add(1)
 	go func() {

@@ -8,10 +8,12 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/sluicehq/sluice/admin"
 	"github.com/sluicehq/sluice/cluster"
 	"github.com/sluicehq/sluice/cluster/state"
 	"github.com/sluicehq/sluice/quota"
@@ -31,6 +33,8 @@ type Config struct {
 	// DrainTimeout bounds how long Shutdown waits for requests in flight.
 	// Default 30s.
 	DrainTimeout time.Duration
+	// Admin, when set on a cluster member, serves the admin API.
+	Admin *admin.Config
 	// Cluster, when set, makes the node a cluster member: its
 	// configuration comes from raft, not from Install. Nil: standalone.
 	Cluster *cluster.Config
@@ -67,9 +71,11 @@ type Node struct {
 	mu      sync.Mutex // serialises config installs
 	version uint64
 
-	cluster *cluster.Cluster
-	stop    context.CancelFunc // stops the goroutines below
-	wg      sync.WaitGroup     // snapshot follower and seeder
+	cluster  *cluster.Cluster
+	admin    *admin.Server
+	draining atomic.Bool
+	stop     context.CancelFunc // stops the goroutines below
+	wg       sync.WaitGroup     // snapshot follower and seeder
 
 	stopOnce sync.Once
 	stopErr  error
@@ -89,6 +95,10 @@ func New(cfg Config) *Node {
 	}
 	if rc.Limiter == nil {
 		rc.Limiter = n.limiter
+	}
+	if rc.Resolve == nil && cfg.Admin != nil && cfg.Admin.ClusterKey != nil {
+		// enc: references are provider secrets encrypted with the cluster key.
+		rc.Resolve = admin.Resolver(cfg.Admin.ClusterKey, router.EnvResolver)
 	}
 	n.router = router.New(rc)
 	return n
@@ -119,7 +129,20 @@ func (n *Node) Metrics() *metrics.Set { return n.metrics }
 // Handler returns the API handler including /metrics.
 func (n *Node) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/", n.router.Handler())
+	api := n.router.Handler()
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.draining.Load() && r.URL.Path != "/healthz" {
+			// Draining: refuse new work so load balancers move on; requests
+			// already in flight finish.
+			w.Header().Set("Connection", "close")
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"error":{"message":"This node is draining; retry on another node.","type":"server_error","param":null,"code":"draining"}}` + "\n"))
+			return
+		}
+		api.ServeHTTP(w, r)
+	}))
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		n.metrics.WritePrometheus(w)
@@ -193,17 +216,48 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			_ = n.srv.Close()
 		}
 		<-n.done
-		// 2. Stop following the configuration.
+		// 2. Stop the admin API.
+		if n.admin != nil {
+			if err := n.admin.Shutdown(ctx); err != nil && n.stopErr == nil {
+				n.stopErr = fmt.Errorf("admin shutdown: %w", err)
+			}
+		}
+		// 3. Stop following the configuration.
 		n.stop()
 		n.wg.Wait()
-		// 3. Leave the gossip pool and shut raft (the cluster orders its own parts).
+		// 4. Leave the gossip pool and shut raft (the cluster orders its own parts).
 		if n.cluster != nil {
 			if err := n.cluster.Shutdown(ctx); err != nil && n.stopErr == nil {
 				n.stopErr = fmt.Errorf("cluster shutdown: %w", err)
 			}
 		}
-		// 4. Close pooled upstream connections.
+		// 5. Close pooled upstream connections.
 		n.router.Close()
 	})
 	return n.stopErr
+}
+
+// Drain stops taking new API requests (they get 503 and readyz fails)
+// while those in flight finish. It waits until none is left or ctx ends.
+func (n *Node) Drain(ctx context.Context) error {
+	n.draining.Store(true)
+	n.cfg.Logger.Info("draining")
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for n.router.InFlight() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
+// AdminAddr returns the admin API's address, or "" when it has none.
+func (n *Node) AdminAddr() string {
+	if n.admin == nil {
+		return ""
+	}
+	return n.admin.Addr()
 }

@@ -49,6 +49,8 @@ func (r *Router) azure(ep wire.Endpoint) http.HandlerFunc {
 
 // serve runs one API request: authenticate, parse, admit, route, record.
 func (r *Router) serve(w http.ResponseWriter, req *http.Request, ep wire.Endpoint, pathModel string) {
+	r.inflight.Add(1)
+	defer r.inflight.Add(-1)
 	c := &call{r: r, w: w, req: req, ep: ep, start: r.cfg.Now()}
 	c.id = req.Header.Get("X-Request-Id")
 	if c.id == "" || len(c.id) > 128 {

@@ -127,6 +127,8 @@ type Router struct {
 	budget  retryBudget
 	metrics *routerMetrics
 	table   atomic.Pointer[table]
+	// inflight counts API requests being served (for draining).
+	inflight atomic.Int64
 
 	mu      sync.Mutex // serialises Update; guards healths
 	healths map[string]*health
@@ -347,3 +349,6 @@ func (r *Router) Close() {
 		t.CloseIdleConnections()
 	}
 }
+
+// InFlight returns the API requests being served now.
+func (r *Router) InFlight() int64 { return r.inflight.Load() }

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sluicehq/sluice/admin"
 	"github.com/sluicehq/sluice/cluster"
 	"github.com/sluicehq/sluice/cluster/state"
 	"github.com/sluicehq/sluice/node"
@@ -25,7 +26,16 @@ const usage = `sluice: an LLM gateway cluster.
 
 Usage:
   sluice agent [flags]     run a node (sluice agent -h for its flags)
+  sluice members           list the cluster's members
+  sluice status            leader, raft state, config version
+  sluice apply -f FILE [--dry-run]
+                           apply a declarative configuration
+  sluice keys create --tenant T | list | revoke ID
+                           manage virtual keys
   sluice version           print the version
+
+Admin commands talk to SLUICE_ADDR (default 127.0.0.1:9080) with the token in
+SLUICE_ADMIN_TOKEN; each takes -h.
 
 Environment:
   provider secrets are read from the variables their env:NAME references name.
@@ -49,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return 0
+	case "members", "status", "apply", "keys":
+		return runAdmin(args[0], args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -74,6 +86,8 @@ func agent(args []string, stderr io.Writer) int {
 		join       = fs.String("join", "", "comma-separated peers (host:port gossip addresses or DNS names resolving to all peers)")
 		expect     = fs.Int("bootstrap-expect", 0, "bootstrap a new cluster once this many servers see each other")
 		region     = fs.String("region", "", "this node's region, carried in gossip")
+		adminAddr  = fs.String("admin-listen", "127.0.0.1:9080", "admin API address (cluster members; tokens from SLUICE_ADMIN_TOKENS or -admin-tokens-file)")
+		tokensFile = fs.String("admin-tokens-file", "", "file of admin tokens, one name:role:token per line")
 	)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: sluice agent -config FILE [flags]        (standalone)
@@ -133,6 +147,19 @@ Flags:
 			cc.GossipKey = key
 		}
 		ncfg.Cluster = &cc
+		tokens, err := admin.LoadTokens(os.Getenv(admin.TokensEnv), *tokensFile)
+		if err != nil {
+			logger.Error("cannot start: admin tokens", "err", err)
+			return 1
+		}
+		key, err := admin.LoadClusterKey(os.Getenv(admin.ClusterKeyEnv))
+		if err != nil {
+			logger.Error("cannot start: cluster key", "err", err)
+			return 1
+		}
+		ac := admin.DefaultConfig()
+		ac.Addr, ac.Tokens, ac.ClusterKey, ac.Logger = *adminAddr, tokens, key, logger
+		ncfg.Admin = &ac
 		if *configPath != "" {
 			ncfg.SeedConfig = &cfg
 		}
