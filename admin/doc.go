@@ -1,0 +1,40 @@
+// Package admin is the HTTP admin API of a Sluice node, on its own
+// listener (Config.Addr, loopback by default), and the Client the CLI uses
+// to call it.
+//
+// It owns:
+//
+//   - Authentication: bearer tokens with a role (admin or read) from
+//     SLUICE_ADMIN_TOKENS or a file (LoadTokens), compared in constant time.
+//     Only GET /healthz is open. A read token may read; everything else
+//     needs admin.
+//   - The configuration resources under /admin/v1/ (providers,
+//     deployments, models, tenants, keys, policies): list (paginated,
+//     sorted by name), get, create, upsert, delete; each write is one raft
+//     command carrying the token's name and the time for the replicated
+//     audit log. POST /admin/v1/apply replaces the whole configuration
+//     from YAML or JSON, with a dry-run diff.
+//   - Secrets. Virtual keys are generated here and only their SHA-256 is
+//     stored; the plaintext is returned once. Provider secrets sent as
+//     api_key_value are encrypted with AES-GCM under the cluster key
+//     (Encrypt, Decrypt, Resolver) before they are written, and are shown
+//     as "enc:****".
+//   - Cluster operations: status, members, audit log, peer removal,
+//     snapshot backup and restore, drain.
+//
+// Why it is shaped so: the API is a thin layer over the cluster. It
+// declares the small Store interface it needs (satisfied by
+// *cluster.Cluster) and leaves validation and conflict detection to the
+// replicated state machine, so an admin write means exactly what a write
+// from anywhere else means, and a follower's API forwards to the leader
+// like any other write. It checks only what must never reach the raft
+// log: literal secrets. Every error, echo's own included, is rendered as
+// {"error": {"message", "code"}} with its status (Error), and the cluster's
+// sentinel errors map to statuses in one place (toError). Request and
+// response types are shared by Server and Client, so they cannot drift.
+//
+// Lifecycle: New checks the Config (DefaultConfig documents every
+// default); Start listens and serves on one goroutine; Shutdown stops
+// accepting, lets requests finish until its context ends, and waits for
+// that goroutine. Shutdown is idempotent.
+package admin
