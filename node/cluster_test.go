@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/admin"
 	"github.com/sluicehq/sluice/chaos/mock"
 	"github.com/sluicehq/sluice/cluster"
-	"github.com/sluicehq/sluice/cluster/fsm"
 	"github.com/sluicehq/sluice/cluster/state"
 	"github.com/sluicehq/sluice/node"
 )
@@ -42,9 +42,11 @@ func chat(t *testing.T, addr, key string) int {
 	return resp.StatusCode
 }
 
+const adminToken = "test-admin-token-0123456789"
+
 // TestClusterNodesShareConfig: three nodes form a cluster, the seed
-// configuration reaches all of them, and a key created through raft on
-// node 1 authenticates a request on node 3.
+// configuration reaches all of them, and a key created through the admin
+// API on node 1 authenticates a request on node 3.
 func TestClusterNodesShareConfig(t *testing.T) {
 	region, err := mock.NewRegion(mock.RegionConfig{Name: "eastus", APIKey: "node-test-key",
 		Deployments: []mock.DeploymentConfig{{Name: "gpt-4o-mini"}}})
@@ -71,7 +73,9 @@ func TestClusterNodesShareConfig(t *testing.T) {
 	}()
 	var join []string
 	for i, id := range []string{"n1", "n2", "n3"} {
-		cfg := node.Config{APIAddr: "127.0.0.1:0", Logger: logger, Cluster: testClusterConfig(t, id, join)}
+		ac := admin.DefaultConfig()
+		ac.Addr, ac.Tokens = "127.0.0.1:0", []admin.Token{{Name: "ops", Role: admin.RoleAdmin, Token: adminToken}}
+		cfg := node.Config{APIAddr: "127.0.0.1:0", Logger: logger, Cluster: testClusterConfig(t, id, join), Admin: &ac}
 		if i == 0 {
 			cfg.SeedConfig = &seed
 		}
@@ -94,12 +98,12 @@ func TestClusterNodesShareConfig(t *testing.T) {
 		t.Fatalf("unknown key: %d", code)
 	}
 	start := time.Now()
-	_, err = nodes[0].Cluster().Apply(context.Background(), &fsm.UpsertKey{Mode: fsm.ModeCreate,
-		Key: state.Key{ID: "k2", Hash: state.HashKey("sk-two"), Tenant: "t"}})
+	c := &admin.Client{Addr: nodes[0].AdminAddr(), Token: adminToken}
+	created, err := c.CreateKey(context.Background(), admin.KeyRequest{ID: "k2", Tenant: "t"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, 5*time.Second, "the new key on node 3", func() bool { return chat(t, nodes[2].APIAddr(), "sk-two") == 200 })
+	waitUntil(t, 5*time.Second, "the new key on node 3", func() bool { return chat(t, nodes[2].APIAddr(), created.Key) == 200 })
 	t.Logf("key written on node 1 served on node 3 after %v", time.Since(start))
 }
 

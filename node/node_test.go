@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,7 +14,19 @@ import (
 	"github.com/sluicehq/sluice/node"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if sluiceBin.path != "" {
+		_ = os.RemoveAll(filepath.Dir(sluiceBin.path))
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 func TestShippedExampleLoads(t *testing.T) {
 	cfg, err := node.LoadConfig(filepath.Join("..", "deploy", "local", "sluice.yaml"))
