@@ -299,15 +299,25 @@ type modelObject struct {
 	OwnedBy string `json:"owned_by"`
 }
 
-func (r *Router) listModels(w http.ResponseWriter, req *http.Request) {
+// authed loads the table and authenticates the caller, answering the
+// error itself when either fails.
+func (r *Router) authed(w http.ResponseWriter, req *http.Request) (*table, *state.ResolvedKey, bool) {
 	t := r.table.Load()
 	if t == nil {
 		writeError(w, errNotReady)
-		return
+		return nil, nil, false
 	}
 	k, aerr := r.authenticate(t, req)
 	if aerr != nil {
 		writeError(w, aerr)
+		return nil, nil, false
+	}
+	return t, k, true
+}
+
+func (r *Router) listModels(w http.ResponseWriter, req *http.Request) {
+	t, k, ok := r.authed(w, req)
+	if !ok {
 		return
 	}
 	out := struct {
@@ -324,14 +334,8 @@ func (r *Router) listModels(w http.ResponseWriter, req *http.Request) {
 }
 
 func (r *Router) getModel(w http.ResponseWriter, req *http.Request) {
-	t := r.table.Load()
-	if t == nil {
-		writeError(w, errNotReady)
-		return
-	}
-	k, aerr := r.authenticate(t, req)
-	if aerr != nil {
-		writeError(w, aerr)
+	t, k, ok := r.authed(w, req)
+	if !ok {
 		return
 	}
 	name := req.PathValue("model")
