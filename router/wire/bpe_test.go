@@ -126,8 +126,18 @@ func FuzzTokenCount(f *testing.F) {
 			return
 		}
 		for _, enc := range encodings {
-			if got, want := encodingFor(enc).count(s), refCount(t, enc, s); got != want {
-				t.Fatalf("%s: count(%q) = %d, reference %d (valid UTF-8: %v)", enc, s, got, want, utf8.ValidString(s))
+			got, want := encodingFor(enc).count(s), refCount(t, enc, s)
+			if utf8.ValidString(s) {
+				if got != want {
+					t.Fatalf("%s: count(%q) = %d, reference %d", enc, s, got, want)
+				}
+				continue
+			}
+			// Runs of invalid bytes are merged in maxPiece chunks like long
+			// pieces: the count may exceed the reference by about one per
+			// chunk boundary (two where a boundary splits an invalid run), never fall below it (an estimate must not undercharge).
+			if slack := 2 * (len(s)/maxPiece + 1); got < want || got > want+slack {
+				t.Fatalf("%s: count(%q) = %d, reference %d (invalid UTF-8: allowed %d..%d)", enc, s, got, want, want, want+slack)
 			}
 		}
 	})
