@@ -17,4 +17,12 @@
 // jitter backoff, a retry budget, retry-after from the provider honoured by
 // cooling the deployment and failing over rather than waiting, and never a
 // retry once the first byte of a stream has reached the client.
+//
+// An exact-match response cache (cache.go, ristretto) is opt-in per policy.
+// Only a request whose tenant enables it pays for it: its body is put in a
+// canonical form and hashed with the tenant, model and endpoint. A hit is
+// answered after the tenant's admission (it is charged as usual) and before
+// routing, so it never calls upstream nor touches a deployment budget. A
+// stream is stored only once it completed, rebuilt as one answer, and
+// replayed as a well-formed SSE stream.
 package router

@@ -38,7 +38,7 @@ const (
 // env is one router in front of two mock Azure regions, each with a chat
 // and an embedding deployment.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	regions map[string]*mock.Region
 	urls    map[string]string
 	router  *router.Router
@@ -52,14 +52,15 @@ type env struct {
 }
 
 type envOpts struct {
-	rpm, tpm  int64 // chat deployment quota in every region (0 = unlimited)
-	mockRPM   int64 // the mock's quota when it should differ from Sluice's
-	mockTPM   int64
-	latency   mock.LatencyConfig
-	policy    state.Policy
-	health    router.HealthConfig
-	editCfg   func(*stateConfig)
-	regionsNo int // 1 or 2 (default 2)
+	rpm, tpm   int64 // chat deployment quota in every region (0 = unlimited)
+	mockRPM    int64 // the mock's quota when it should differ from Sluice's
+	mockTPM    int64
+	latency    mock.LatencyConfig
+	policy     state.Policy
+	health     router.HealthConfig
+	editCfg    func(*stateConfig)
+	regionsNo  int   // 1 or 2 (default 2)
+	cacheBytes int64 // router.Config.CacheBytes (0 = default)
 }
 
 type syncBuffer struct {
@@ -79,7 +80,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newEnv(t *testing.T, o envOpts) *env {
+func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	t.Setenv("TEST_EAST_KEY", eastKey)
 	t.Setenv("TEST_SWEDEN_KEY", swedenKey)
@@ -134,9 +135,10 @@ func newEnv(t *testing.T, o envOpts) *env {
 	e.cfg = cfg
 	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.router = router.New(router.Config{
-		Metrics: e.metrics,
-		Logger:  logger,
-		Health:  o.health,
+		Metrics:    e.metrics,
+		Logger:     logger,
+		Health:     o.health,
+		CacheBytes: o.cacheBytes,
 		Sink: router.SinkFunc(func(r *router.Record) {
 			e.mu.Lock()
 			e.records = append(e.records, *r)

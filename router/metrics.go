@@ -43,6 +43,8 @@ const (
 	mUpstream
 	mBudget
 	mSoftLimit
+	mCacheRequests
+	mCacheSaved
 )
 
 func newRouterMetrics(set *metrics.Set, r *Router) *routerMetrics {
@@ -126,4 +128,16 @@ func (m *routerMetrics) softLimit(tenant string) {
 	m.counter(metricKey{kind: mSoftLimit, a: tenant}, func() string {
 		return fmt.Sprintf(`sluice_soft_limit_exceeded_total{tenant=%q}`, tenant)
 	}).Inc()
+}
+
+func (m *routerMetrics) cacheRequest(model, result string) {
+	m.counter(metricKey{kind: mCacheRequests, a: model, b: result}, func() string {
+		return fmt.Sprintf(`sluice_cache_requests_total{model=%q,result=%q}`, model, result)
+	}).Inc()
+}
+
+func (m *routerMetrics) cacheSaved(model string, tokens int64) {
+	m.counter(metricKey{kind: mCacheSaved, a: model}, func() string {
+		return fmt.Sprintf(`sluice_cache_saved_tokens_total{model=%q}`, model)
+	}).Add(int(tokens))
 }

@@ -37,6 +37,7 @@ type call struct {
 	usage     wire.Usage
 	haveUsage bool
 	committed bool // response headers sent to the client
+	cache     cacheState
 }
 
 func (r *Router) openAI(ep wire.Endpoint) http.HandlerFunc {
@@ -122,6 +123,11 @@ func (c *call) run(pathModel string) int {
 	}
 	if aerr := c.admitSubjects(); aerr != nil {
 		return c.fail(aerr)
+	}
+	if c.policy.Cache.Enabled {
+		if status, hit := c.cacheLookup(); hit {
+			return status
+		}
 	}
 
 	ctx, cancel := context.WithTimeout(c.req.Context(), c.policy.Timeouts.Total.D())
@@ -478,6 +484,9 @@ func (c *call) relayBody(tg *target, res quota.Reservation, resp *http.Response)
 	c.committed = true
 	c.rec.Status = resp.StatusCode
 	_, _ = c.w.Write(buf.Bytes())
+	if resp.StatusCode == http.StatusOK {
+		c.cachePutBody(buf.Bytes())
+	}
 	return outOK
 }
 
@@ -532,6 +541,7 @@ func (c *call) relayStream(actx context.Context, tg *target, res quota.Reservati
 			if werr := wire.WriteEvent(c.w, data); werr == nil {
 				_ = rc.Flush()
 			}
+			c.cachePutStream()
 			return outOK
 		}
 		u, usageOnly, hasUsage := wire.ChunkUsage(data)
@@ -543,6 +553,7 @@ func (c *call) relayStream(actx context.Context, tg *target, res quota.Reservati
 		}
 		if !usageOnly {
 			chunks++
+			c.cacheChunk(data)
 		}
 		if werr := wire.WriteEvent(c.w, data); werr != nil {
 			c.rec.Status = 499

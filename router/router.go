@@ -49,6 +49,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// CacheBytes bounds the response cache (ristretto's MaxCost: entries'
+	// bytes plus a small overhead each). The cache exists only once a
+	// policy enables it. Default 256 MiB.
+	CacheBytes int64
 }
 
 func (c *Config) setDefaults() {
@@ -81,6 +85,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.CacheBytes <= 0 {
+		c.CacheBytes = 256 << 20
 	}
 }
 
@@ -130,8 +137,13 @@ type Router struct {
 	// inflight counts API requests being served (for draining).
 	inflight atomic.Int64
 
-	mu      sync.Mutex // serialises Update; guards healths
+	// cache is the response cache, made by the first Update whose
+	// snapshot has a policy that enables it; nil until then.
+	cache atomic.Pointer[respCache]
+
+	mu      sync.Mutex // serialises Update and Close; guards healths, closed
 	healths map[string]*health
+	closed  bool
 }
 
 // New returns a router with no configuration: every API request answers
@@ -211,7 +223,25 @@ func (r *Router) Update(snap *state.Snapshot) {
 		}
 	}
 	r.cfg.Limiter.Retain(snap)
+	if r.cache.Load() == nil && !r.closed && cacheWanted(snap) {
+		rc, err := newRespCache(r.cfg.CacheBytes)
+		if err != nil {
+			r.cfg.Logger.Error("response cache unusable", "err", err)
+		} else {
+			r.cache.Store(rc)
+		}
+	}
 	r.table.Store(t)
+}
+
+// cacheWanted reports whether a policy of snap enables the response cache.
+func cacheWanted(snap *state.Snapshot) bool {
+	for i := range snap.Config.Policies {
+		if snap.Config.Policies[i].Cache.Enabled {
+			return true
+		}
+	}
+	return false
 }
 
 // Snapshot returns the snapshot the router is serving, or nil.
@@ -347,10 +377,18 @@ func (r *Router) getModel(w http.ResponseWriter, req *http.Request) {
 	_ = json.NewEncoder(w).Encode(modelObject{ID: name, Object: "model", OwnedBy: "sluice"})
 }
 
-// Close releases pooled upstream connections.
+// Close releases pooled upstream connections and closes the response
+// cache (a request still running then neither reads nor stores). It is
+// idempotent.
 func (r *Router) Close() {
 	if t, ok := r.cfg.Transport.(interface{ CloseIdleConnections() }); ok {
 		t.CloseIdleConnections()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
+	if rc := r.cache.Load(); rc != nil {
+		rc.close()
 	}
 }
 

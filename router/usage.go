@@ -24,6 +24,9 @@ type Record struct {
 	Latency   time.Duration `json:"latency_ns"`
 	// LimitExceeded names a soft tenant limit that was exceeded, if any.
 	LimitExceeded string `json:"limit_exceeded,omitempty"`
+	// Cached is set when the answer came from the response cache: no
+	// upstream was called, the tokens are the cached answer's.
+	Cached bool `json:"cached,omitempty"`
 }
 
 // Sink receives usage records. Record must not block the request path for

@@ -40,24 +40,40 @@ type staticChoice struct {
 	FinishReason *string        `json:"finish_reason"`
 }
 
+// usageJSON is wire.Usage in the API's spelling.
+type usageJSON struct {
+	PromptTokens     int64 `json:"prompt_tokens"`
+	CompletionTokens int64 `json:"completion_tokens"`
+	TotalTokens      int64 `json:"total_tokens"`
+}
+
+func toUsageJSON(u wire.Usage) *usageJSON {
+	return &usageJSON{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens}
+}
+
 type staticResponse struct {
 	ID      string         `json:"id"`
 	Object  string         `json:"object"`
 	Created int64          `json:"created"`
 	Model   string         `json:"model"`
 	Choices []staticChoice `json:"choices"`
-	Usage   *wire.Usage    `json:"usage"`
+	Usage   *usageJSON     `json:"usage"`
 }
 
 // staticBody is a complete answer carrying the model's static response.
 func staticBody(ep wire.Endpoint, id string, created int64, model, text string) []byte {
-	stop := "stop"
-	out := staticResponse{ID: id, Object: "chat.completion", Created: created, Model: model, Usage: &wire.Usage{}}
+	return answerBody(ep, id, created, model, text, "stop", wire.Usage{})
+}
+
+// answerBody is a complete single-choice answer with the given text,
+// finish reason and usage.
+func answerBody(ep wire.Endpoint, id string, created int64, model, text, finish string, u wire.Usage) []byte {
+	out := staticResponse{ID: id, Object: "chat.completion", Created: created, Model: model, Usage: toUsageJSON(u)}
 	if ep == wire.EndpointCompletions {
 		out.Object = "text_completion"
-		out.Choices = []staticChoice{{Text: &text, FinishReason: &stop}}
+		out.Choices = []staticChoice{{Text: &text, FinishReason: &finish}}
 	} else {
-		out.Choices = []staticChoice{{Message: map[string]any{"role": "assistant", "content": text}, FinishReason: &stop}}
+		out.Choices = []staticChoice{{Message: map[string]any{"role": "assistant", "content": text}, FinishReason: &finish}}
 	}
 	b, _ := json.Marshal(out)
 	return b
@@ -65,7 +81,17 @@ func staticBody(ep wire.Endpoint, id string, created int64, model, text string) 
 
 // staticStream is the same answer as SSE events, ending with [DONE].
 func staticStream(id string, created int64, model, text string, usage bool) [][]byte {
-	stop := "stop"
+	var u *wire.Usage
+	if usage {
+		u = &wire.Usage{}
+	}
+	return answerStream(id, created, model, text, "stop", u)
+}
+
+// answerStream is a single-choice chat answer as SSE events: the role
+// chunk, the content chunk, the finish chunk, a usage chunk when u is not
+// nil, then [DONE].
+func answerStream(id string, created int64, model, text, finish string, u *wire.Usage) [][]byte {
 	chunk := func(delta map[string]any, fin *string) []byte {
 		b, _ := json.Marshal(staticResponse{ID: id, Object: "chat.completion.chunk", Created: created, Model: model,
 			Choices: []staticChoice{{Delta: delta, FinishReason: fin}}})
@@ -74,11 +100,11 @@ func staticStream(id string, created int64, model, text string, usage bool) [][]
 	evs := [][]byte{
 		chunk(map[string]any{"role": "assistant", "content": ""}, nil),
 		chunk(map[string]any{"content": text}, nil),
-		chunk(map[string]any{}, &stop),
+		chunk(map[string]any{}, &finish),
 	}
-	if usage {
+	if u != nil {
 		b, _ := json.Marshal(staticResponse{ID: id, Object: "chat.completion.chunk", Created: created, Model: model,
-			Choices: []staticChoice{}, Usage: &wire.Usage{}})
+			Choices: []staticChoice{}, Usage: toUsageJSON(*u)})
 		evs = append(evs, b)
 	}
 	return append(evs, []byte("[DONE]"))

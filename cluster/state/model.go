@@ -178,7 +178,28 @@ type Policy struct {
 	Retry     RetryPolicy   `json:"retry,omitempty"`
 	Timeouts  TimeoutPolicy `json:"timeouts,omitempty"`
 	LimitMode LimitMode     `json:"limit_mode,omitempty"` // default hard
+	Cache     CachePolicy   `json:"cache,omitempty"`
 }
+
+// CachePolicy is the opt-in exact-match response cache. A cached answer is
+// served without calling a provider; it is still charged to the tenant.
+type CachePolicy struct {
+	// Enabled turns the cache on for the tenants of this policy; default off.
+	Enabled bool `json:"enabled,omitempty"`
+	// TTL is how long an answer is served from the cache; default 5m.
+	TTL Duration `json:"ttl,omitempty"`
+	// MaxEntryBytes bounds one cached answer; default 1 MiB.
+	MaxEntryBytes int64 `json:"max_entry_bytes,omitempty"`
+	// AnyRequest caches every request. By default only requests whose
+	// answer is meant to be repeatable (temperature 0 or a seed) qualify.
+	AnyRequest bool `json:"any_request,omitempty"`
+}
+
+// Default cache settings.
+const (
+	DefaultCacheTTL           = 5 * time.Minute
+	DefaultCacheMaxEntryBytes = 1 << 20
+)
 
 // RetryPolicy bounds retries and their backoff.
 type RetryPolicy struct {
@@ -239,5 +260,11 @@ func (p *Policy) setDefaults() {
 	}
 	if p.LimitMode == "" {
 		p.LimitMode = LimitHard
+	}
+	if p.Cache.TTL == 0 {
+		p.Cache.TTL = Duration(DefaultCacheTTL)
+	}
+	if p.Cache.MaxEntryBytes == 0 {
+		p.Cache.MaxEntryBytes = DefaultCacheMaxEntryBytes
 	}
 }

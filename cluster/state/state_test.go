@@ -40,6 +40,10 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"unknown tenant", func(c *Config) { c.Keys[0].Tenant = "x" }, "keys[0].tenant"},
 		{"key model", func(c *Config) { c.Keys[0].Models = []string{"zzz"} }, "keys[0].models[0]"},
 		{"bad jitter", func(c *Config) { c.Policies = []Policy{{Name: "default", Retry: RetryPolicy{Jitter: "some"}}} }, "policies[0].retry.jitter"},
+		{"negative cache ttl", func(c *Config) { c.Policies = []Policy{{Name: "default", Cache: CachePolicy{TTL: -1}}} }, "policies[0].cache.ttl"},
+		{"negative cache entry size", func(c *Config) {
+			c.Policies = []Policy{{Name: "default", Cache: CachePolicy{MaxEntryBytes: -1}}}
+		}, "policies[0].cache.max_entry_bytes"},
 		{"fallback cycle", func(c *Config) {
 			c.Models = append(c.Models, Model{Name: "n", Deployments: []string{"d1"}, Fallbacks: []string{"m"}})
 			c.Models[0].Fallbacks = []string{"n"}

@@ -194,6 +194,12 @@ func Validate(c *Config) error {
 		if p.Timeouts.Connect < 0 || p.Timeouts.FirstByte < 0 || p.Timeouts.Total < 0 {
 			v.add(f+".timeouts", "must not be negative")
 		}
+		if p.Cache.TTL < 0 {
+			v.add(f+".cache.ttl", "must not be negative")
+		}
+		if p.Cache.MaxEntryBytes < 0 {
+			v.add(f+".cache.max_entry_bytes", "must not be negative")
+		}
 		switch p.LimitMode {
 		case "", LimitHard, LimitSoft:
 		default:
