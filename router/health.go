@@ -146,7 +146,8 @@ func (h *health) release() {
 func (h *health) cost(now int64, weight float64) float64 {
 	lat := h.latency()
 	if lat <= 0 {
-		lat = float64(time.Millisecond)
+		// Never measured: cheapest, so a new deployment is tried and learnt.
+		lat = 1
 	} else if dt := now - h.stamp.Load(); dt > 0 {
 		lat *= math.Exp(-float64(dt) / float64(h.cfg.Decay))
 	}
