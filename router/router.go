@@ -2,6 +2,7 @@ package router
 
 import (
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -123,7 +124,8 @@ type envMissingError struct{ name string }
 
 func (e *envMissingError) Error() string { return "environment variable " + e.name + " is not set" }
 
-var errUnsupportedRef = &apiError{Message: "unsupported secret reference (want env:NAME)"}
+// errUnsupportedRef is returned for references EnvResolver cannot resolve.
+var errUnsupportedRef = errors.New("unsupported secret reference (want env:NAME)")
 
 // Router serves the OpenAI and Azure OpenAI APIs. Create it with New,
 // install configuration with Update, serve with Handler.
