@@ -86,7 +86,7 @@ func (c *Cluster) Apply(ctx context.Context, cmd fsm.Command) (fsm.Result, error
 // applyLocal appends an encoded command on the leader and waits for its
 // result from the leader's FSM.
 func (c *Cluster) applyLocal(ctx context.Context, b []byte) (fsm.Result, error) {
-	if err := fsm.Check(b); err != nil {
+	if err := c.fsm.Check(b); err != nil {
 		return fsm.Result{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	f := c.raft.Apply(b, remaining(ctx))

@@ -63,7 +63,7 @@ func New(cfg Config) (*Cluster, error) {
 	c := &Cluster{
 		cfg:         cfg,
 		logger:      cfg.Logger,
-		fsm:         fsm.New(cfg.Logger.With("component", "fsm")),
+		fsm:         fsm.New(cfg.Logger.With("component", "fsm"), cfg.Sections...),
 		boot:        &bootLock{ttl: 5 * min(cfg.RPCTimeout, 2*time.Second)},
 		reconcileCh: make(chan struct{}, 1),
 		bootKick:    make(chan struct{}, 1),
@@ -169,6 +169,7 @@ func (c *Cluster) Start(ctx context.Context) (err error) {
 	}
 	c.gossipAdvertise = c.ml.LocalNode().Address()
 
+	c.startMetrics()
 	c.goLoop(c.monitorLeadership)
 	c.goLoop(c.reconnectLoop)
 	if c.cfg.BootstrapExpect > 0 && !hasState {

@@ -76,9 +76,11 @@ func TestJoinMembersAndWrites(t *testing.T) {
 	}
 	t.Logf("config propagation, worst of 5 writes: %v", worst.Round(time.Microsecond))
 
-	// Audit records carry the actor stamped on the accepting node.
+	// Audit records carry the actor stamped on the accepting node. A
+	// write applied again after an election (outcome unknown) may be in
+	// the log twice.
 	audit := leader.c.AuditLog()
-	if len(audit) != 6 || audit[0].Actor != "test" || audit[1].Actor == "" || audit[1].At.IsZero() {
+	if len(audit) < 6 || audit[0].Actor != "test" || audit[1].Actor == "" || audit[1].At.IsZero() {
 		t.Errorf("audit log %+v", audit)
 	}
 
@@ -249,11 +251,13 @@ func TestRemovalKeepsQuorum(t *testing.T) {
 	// Let several reconciles run past DeadCleanup (poll the whole time: the
 	// configuration must never shrink).
 	deadline := time.Now().Add(2 * leader.cfg.DeadCleanup)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
 	for time.Now().Before(deadline) {
 		if v := leader.c.Status().Voters; v != 3 {
 			t.Fatalf("leader removed voters: %d left", v)
 		}
-		time.Sleep(50 * time.Millisecond) // polling interval
+		<-tick.C
 	}
 	if err := leader.c.RemovePeer(ctx, "nobody"); !errors.Is(err, ErrUnknownMember) {
 		t.Errorf("RemovePeer(unknown) = %v", err)

@@ -13,6 +13,10 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/sluicehq/sluice/cluster/fsm"
 )
 
 // Default ports, used when a join address or an address option names no port.
@@ -104,9 +108,20 @@ type Config struct {
 	Gossip GossipConfig
 	Raft   RaftConfig
 
+	// Sections are replicated state kept beside the configuration (the
+	// usage ledger, quota leases), each owning one command type in 32-63;
+	// see fsm.Section. Every node of a cluster must register the same
+	// sections. Each value belongs to this node's FSM: never share one
+	// between nodes. Default: none.
+	Sections []fsm.Section
+
 	// Logger receives structured logs; raft and memberlist logs are routed
 	// into it. Default: slog.Default().
 	Logger *slog.Logger
+	// Metrics, when set, receives the node's raft and membership metrics
+	// (see metrics.go); pass the node's own set, one per node. Default nil:
+	// no metrics.
+	Metrics *metrics.Set
 
 	// lookupHost resolves join names; tests replace it.
 	lookupHost func(ctx context.Context, host string) ([]string, error)
@@ -329,6 +344,9 @@ func (c *Config) validate() error {
 	}
 	if c.Gossip.ProbeTimeout > c.Gossip.ProbeInterval {
 		bad("Gossip.ProbeTimeout must not exceed Gossip.ProbeInterval")
+	}
+	if err := fsm.ValidateSections(c.Sections); err != nil {
+		bad("Sections: %v", err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)

@@ -110,6 +110,8 @@ func newTestCluster(t *testing.T, mods ...func(*Config)) *testCluster {
 func verifyNoLeaks(t *testing.T) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		err := goleak.Find(goleakOptions()...)
 		if err == nil {
@@ -119,7 +121,7 @@ func verifyNoLeaks(t *testing.T) {
 			t.Errorf("goroutines leaked: %v", err)
 			return
 		}
-		time.Sleep(50 * time.Millisecond) // polling interval
+		<-tick.C
 	}
 }
 
@@ -239,7 +241,8 @@ func (tc *testCluster) node(id string) *testNode {
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
-	wait := 5 * time.Millisecond
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		err := cond()
 		if err == nil {
@@ -248,8 +251,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %v waiting for %s: %v", timeout, what, err)
 		}
-		time.Sleep(wait) // polling interval, not synchronisation
-		wait = min(wait*2, 50*time.Millisecond)
+		<-tick.C
 	}
 }
 
@@ -361,15 +363,27 @@ func sampleConfig() state.Config {
 	}
 }
 
+// applyOK applies cmd, which the tests keep idempotent (upserts of the
+// same value), so a write whose outcome is unknown because an election
+// under load interrupted it is simply applied again.
 func applyOK(t *testing.T, c *Cluster, cmd fsm.Command) fsm.Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	res, err := c.Apply(ctx, cmd)
-	if err != nil {
-		t.Fatalf("apply %T on %s: %v", cmd, c.ID(), err)
+	for {
+		res, err := c.Apply(ctx, cmd)
+		if err == nil {
+			return res
+		}
+		if ctx.Err() != nil || !(errors.Is(err, ErrLeadershipLost) || errors.Is(err, ErrNoLeader) || errors.Is(err, ErrNotLeader)) {
+			t.Fatalf("apply %T on %s: %v", cmd, c.ID(), err)
+		}
+		t.Logf("apply %T on %s: %v; applying again", cmd, c.ID(), err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
-	return res
 }
 
 // freePort returns a port free for both TCP and UDP on 127.0.0.1, for

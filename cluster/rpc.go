@@ -26,6 +26,7 @@ const (
 	opStatus     = "status"      // any: does this node have raft state, who leads
 	opPromise    = "promise"     // any: bootstrap lock (bootstrap.go)
 	opRemovePeer = "remove_peer" // leader: remove a raft peer
+	opSection    = "section"     // leader: append a section command (section.go)
 )
 
 const maxFrame = 64 << 20
@@ -128,6 +129,16 @@ func (c *Cluster) handleRPC(ctx context.Context, req rpcRequest) (any, error) {
 			return nil, err
 		}
 		res, err := c.applyLocal(ctx, a.Cmd)
+		if err != nil {
+			return nil, err
+		}
+		return res, nil
+	case opSection:
+		var a applyRequest
+		if err := decode(&a); err != nil {
+			return nil, err
+		}
+		res, err := c.applySectionLocal(ctx, a.Cmd)
 		if err != nil {
 			return nil, err
 		}

@@ -36,13 +36,20 @@ const (
 
 	// 14-31 are reserved for further configuration resources.
 
-	// CmdUsageBatch is reserved for usage-ledger batches, applied at most
-	// once per batch ID.
+	// 32-63 belong to sections (section.go): replicated state beside the
+	// configuration, each owning one type, applied by the Section the FSM
+	// was built with. Their entries are the type byte, the acceptance time
+	// (8 bytes) and the section's own body (EncodeSection); their state is
+	// one snapshot record under the same number.
+
+	// CmdUsageBatch is the usage-ledger section (quota/ledger): batches
+	// applied at most once per batch ID.
 	CmdUsageBatch CommandType = 32
-	// CmdQuotaLease is reserved for quota lease grants from the allocator.
+	// CmdQuotaLease is reserved for the quota lease section (grants from
+	// the allocator).
 	CmdQuotaLease CommandType = 33
 
-	// 34-63 are reserved for quota and ledger commands.
+	// 34-63 are reserved for further sections.
 )
 
 // Header carries what every command has: who, when, and an optional
@@ -200,4 +207,6 @@ type Response struct {
 	Err error
 	// Skipped is true for an ignorable entry of a type this build does not know.
 	Skipped bool
+	// Value is a section's result for a section entry (see Section.Apply).
+	Value any
 }

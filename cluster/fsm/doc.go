@@ -28,4 +28,15 @@
 //     (the latest snapshot wins).
 //   - A snapshot is a header followed by typed records; Restore decodes into
 //     a fresh image, validates it and swaps it in.
+//   - Sections (section.go) are replicated state beside the configuration,
+//     owned by other packages (the usage ledger, quota leases) that must not
+//     import the cluster: the Section interface uses only standard-library
+//     types. A section owns one command type in 32-63, is handed to New (so
+//     each FSM, and each node of an in-process test, has its own), applies
+//     its entries deterministically with the time stamped into the entry,
+//     and writes its state as one snapshot record under its type number
+//     with the ignorable bit, so a snapshot without it restores the section
+//     empty and a build without the section skips it. Section entries
+//     neither change the configuration version nor write the audit log.
+//     FSM.Check accepts the types of registered sections only.
 package fsm

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,7 +32,8 @@ type AuditEntry struct {
 // FSM implements raft.FSM. Apply, Snapshot and Restore are called by raft
 // on one goroutine; everything else may be called from any goroutine.
 type FSM struct {
-	logger *slog.Logger
+	logger   *slog.Logger
+	sections map[CommandType]Section // fixed at New
 
 	cur     atomic.Pointer[image]
 	applied atomic.Uint64 // index of the last entry handed to Apply or restored
@@ -43,12 +45,15 @@ type FSM struct {
 
 var _ raft.FSM = (*FSM)(nil)
 
-// New returns an FSM holding the empty configuration (version 0).
-func New(logger *slog.Logger) *FSM {
+// New returns an FSM holding the empty configuration (version 0) and the
+// given sections, each owned by this FSM from now on. A section type
+// outside 32-63, or two sections with one type, panic (see
+// ValidateSections).
+func New(logger *slog.Logger, sections ...Section) *FSM {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	f := &FSM{logger: logger, subs: map[*subscriber]struct{}{}}
+	f := &FSM{logger: logger, sections: buildSections(sections), subs: map[*subscriber]struct{}{}}
 	f.cur.Store(emptyImage())
 	return f
 }
@@ -66,6 +71,9 @@ func (f *FSM) apply(index uint64, data []byte) Response {
 		panic(fmt.Sprintf("fsm: empty log entry at index %d", index))
 	}
 	t := CommandType(data[0])
+	if sec, ok := f.sections[t]; ok {
+		return f.applySection(sec, index, data)
+	}
 	e, ok := commands.byType[t&^IgnorableFlag]
 	if !ok {
 		if t&IgnorableFlag != 0 {
@@ -209,16 +217,38 @@ func (f *FSM) Subscribe() (<-chan *state.Snapshot, func()) {
 	}
 }
 
-// Snapshot captures the current image; Persist encodes it beside Apply.
+// Snapshot captures the current image and every section's state; Persist
+// encodes them beside Apply.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{img: f.cur.Load(), applied: f.applied.Load()}, nil
+	secs, err := f.sectionStates()
+	if err != nil {
+		return nil, err
+	}
+	return &fsmSnapshot{img: f.cur.Load(), applied: f.applied.Load(), sections: secs}, nil
+}
+
+// sectionStates encodes every section, in type order.
+func (f *FSM) sectionStates() ([]sectionState, error) {
+	out := make([]sectionState, 0, len(f.sections))
+	for t, s := range f.sections {
+		b, err := s.Snapshot()
+		if err != nil {
+			return nil, fmt.Errorf("snapshot section %s: %w", s.Name(), err)
+		}
+		out = append(out, sectionState{t: t, state: b})
+	}
+	slices.SortFunc(out, func(a, b sectionState) int { return int(a.t) - int(b.t) })
+	return out, nil
 }
 
 // Restore replaces the state with a snapshot written by Persist.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	img, applied, err := readImage(rc)
+	img, applied, secs, err := readImage(rc)
 	if err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	if err := f.restoreSections(secs); err != nil {
 		return fmt.Errorf("restore snapshot: %w", err)
 	}
 	f.swap(img)
@@ -230,16 +260,22 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 // WriteSnapshot writes the current state in the snapshot format, for an
 // operator's backup.
 func (f *FSM) WriteSnapshot(w io.Writer) error {
-	return writeImage(w, f.cur.Load(), f.applied.Load())
+	img, applied := f.cur.Load(), f.applied.Load()
+	secs, err := f.sectionStates()
+	if err != nil {
+		return err
+	}
+	return writeImage(w, img, applied, secs)
 }
 
 type fsmSnapshot struct {
-	img     *image
-	applied uint64
+	img      *image
+	applied  uint64
+	sections []sectionState
 }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if err := writeImage(sink, s.img, s.applied); err != nil {
+	if err := writeImage(sink, s.img, s.applied, s.sections); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("persist snapshot: %w", err)
 	}

@@ -28,7 +28,11 @@ const (
 	recKey        recordType = 6
 	recPolicy     recordType = 7
 	recAudit      recordType = 8
-	// 9-63 are reserved (usage ledger, quota leases).
+	// 9-31 are reserved. 32-63 hold section states: the record type is
+	// the section's command type with ignorableRecord set, so a build
+	// without that section skips its state (sections are state nothing
+	// in the configuration depends on). A snapshot without a section's
+	// record restores that section empty.
 	recEnd recordType = 127
 
 	ignorableRecord recordType = 0x80
@@ -57,7 +61,7 @@ type Image struct {
 
 // ReadSnapshot decodes a snapshot written by WriteSnapshot or by raft.
 func ReadSnapshot(r io.Reader) (*Image, error) {
-	img, applied, err := readImage(r)
+	img, applied, _, err := readImage(r)
 	if err != nil {
 		return nil, err
 	}
@@ -82,6 +86,18 @@ func (rw *recordWriter) write(t recordType, v any) {
 		rw.err = err
 		return
 	}
+	rw.writeRaw(t, body)
+}
+
+// writeRaw writes a record whose body is already encoded.
+func (rw *recordWriter) writeRaw(t recordType, body []byte) {
+	if rw.err != nil {
+		return
+	}
+	if len(body) > maxRecord {
+		rw.err = fmt.Errorf("record of type %d: %d bytes exceeds %d", t, len(body), maxRecord)
+		return
+	}
 	rw.err = rw.w.WriteByte(byte(t))
 	if rw.err == nil {
 		n := binary.PutUvarint(rw.buf[:], uint64(len(body)))
@@ -92,7 +108,13 @@ func (rw *recordWriter) write(t recordType, v any) {
 	}
 }
 
-func writeImage(w io.Writer, img *image, applied uint64) error {
+// sectionState is one section's encoded state in a snapshot.
+type sectionState struct {
+	t     CommandType
+	state []byte
+}
+
+func writeImage(w io.Writer, img *image, applied uint64, sections []sectionState) error {
 	rw := &recordWriter{w: bufio.NewWriter(w)}
 	if _, err := rw.w.WriteString(snapshotMagic); err != nil {
 		return err
@@ -120,6 +142,9 @@ func writeImage(w io.Writer, img *image, applied uint64) error {
 	for i := range img.audit {
 		rw.write(recAudit, &img.audit[i])
 	}
+	for _, s := range sections {
+		rw.writeRaw(recordType(s.t)|ignorableRecord, s.state)
+	}
 	rw.write(recEnd, struct{}{})
 	if rw.err != nil {
 		return rw.err
@@ -137,18 +162,20 @@ func decodeInto[T any](list *[]T, body []byte) error {
 	return nil
 }
 
-// readImage decodes a snapshot into a fresh image; the state it will
-// replace is untouched until the whole snapshot has been read and built.
-func readImage(r io.Reader) (*image, uint64, error) {
+// readImage decodes a snapshot into a fresh image and the section records
+// by type; the state it will replace is untouched until the whole
+// snapshot has been read and built.
+func readImage(r io.Reader) (*image, uint64, map[CommandType][]byte, error) {
 	br := bufio.NewReader(r)
 	magic := make([]byte, len(snapshotMagic))
 	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != snapshotMagic {
-		return nil, 0, errors.New("not a sluice snapshot")
+		return nil, 0, nil, errors.New("not a sluice snapshot")
 	}
 	var (
 		hdr       *snapshotHeader
 		cfg       state.Config
 		audit     []AuditEntry
+		sections  = map[CommandType][]byte{}
 		sawEnd    bool
 		recordNum int
 	)
@@ -156,27 +183,27 @@ func readImage(r io.Reader) (*image, uint64, error) {
 		recordNum++
 		tb, err := br.ReadByte()
 		if err != nil {
-			return nil, 0, fmt.Errorf("record %d: %w", recordNum, noEOF(err))
+			return nil, 0, nil, fmt.Errorf("record %d: %w", recordNum, noEOF(err))
 		}
 		n, err := binary.ReadUvarint(br)
 		if err != nil {
-			return nil, 0, fmt.Errorf("record %d length: %w", recordNum, noEOF(err))
+			return nil, 0, nil, fmt.Errorf("record %d length: %w", recordNum, noEOF(err))
 		}
 		if n > maxRecord {
-			return nil, 0, fmt.Errorf("record %d: length %d too large", recordNum, n)
+			return nil, 0, nil, fmt.Errorf("record %d: length %d too large", recordNum, n)
 		}
 		body := make([]byte, n)
 		if _, err := io.ReadFull(br, body); err != nil {
-			return nil, 0, fmt.Errorf("record %d: %w", recordNum, noEOF(err))
+			return nil, 0, nil, fmt.Errorf("record %d: %w", recordNum, noEOF(err))
 		}
 		t := recordType(tb)
 		if hdr == nil && t != recHeader {
-			return nil, 0, errors.New("snapshot does not start with a header")
+			return nil, 0, nil, errors.New("snapshot does not start with a header")
 		}
 		switch t {
 		case recHeader:
 			if hdr != nil {
-				return nil, 0, errors.New("snapshot has two headers")
+				return nil, 0, nil, errors.New("snapshot has two headers")
 			}
 			hdr = new(snapshotHeader)
 			err = json.Unmarshal(body, hdr)
@@ -200,22 +227,29 @@ func readImage(r io.Reader) (*image, uint64, error) {
 		case recEnd:
 			sawEnd = true
 		default:
-			if t&ignorableRecord == 0 {
+			if st := CommandType(t &^ ignorableRecord); isSectionType(st) && t&ignorableRecord != 0 {
+				// Kept for the FSM to hand to its section; a build without
+				// that section drops it (the ignorable rule).
+				if _, dup := sections[st]; dup {
+					err = fmt.Errorf("section %d has two records", st)
+				}
+				sections[st] = body
+			} else if t&ignorableRecord == 0 {
 				err = fmt.Errorf("unknown record type %d", t)
 			}
 		}
 		if err != nil {
-			return nil, 0, fmt.Errorf("record %d (type %d): %w", recordNum, t, err)
+			return nil, 0, nil, fmt.Errorf("record %d (type %d): %w", recordNum, t, err)
 		}
 	}
 	snap, err := state.Build(cfg, hdr.Version)
 	if err != nil {
-		return nil, 0, fmt.Errorf("snapshot configuration: %w", err)
+		return nil, 0, nil, fmt.Errorf("snapshot configuration: %w", err)
 	}
 	if len(audit) > AuditLimit {
 		audit = audit[len(audit)-AuditLimit:]
 	}
-	return &image{config: cfg, audit: audit, snap: snap}, hdr.Applied, nil
+	return &image{config: cfg, audit: audit, snap: snap}, hdr.Applied, sections, nil
 }
 
 func noEOF(err error) error {

@@ -15,6 +15,84 @@ type Config struct {
 	Tenants     []Tenant     `json:"tenants"`
 	Keys        []Key        `json:"keys"`
 	Policies    []Policy     `json:"policies,omitempty"`
+	// Quota tunes how each deployment's global quota is divided among
+	// the live nodes. Zero fields take the documented defaults.
+	Quota QuotaSettings `json:"quota,omitzero"`
+}
+
+// QuotaSettings tune the division of every deployment's quota among nodes
+// (leased shares) and the batch class's use of it. Every node reads the
+// same replicated values, so the allocator and the share holders agree.
+type QuotaSettings struct {
+	// Lease is how long a granted share stays valid without renewal.
+	// Default 2s.
+	Lease Duration `json:"lease,omitempty"`
+	// Interval is how often the allocator rebalances and renews shares
+	// and nodes report their demand. Default 500ms.
+	Interval Duration `json:"interval,omitempty"`
+	// Grace is how long a node whose lease lapsed keeps admitting at
+	// SafeFraction of its last share before it admits nothing. Default 1s.
+	Grace Duration `json:"grace,omitempty"`
+	// SafeFraction of the last share is admitted during Grace. Default 0.5.
+	SafeFraction float64 `json:"safe_fraction,omitempty"`
+	// ClockMargin is added to lease ends to cover clock differences between
+	// nodes before a share counts as surely expired. Default 250ms.
+	ClockMargin Duration `json:"clock_margin,omitempty"`
+	// Floor is the fraction of a quota every live node keeps whatever its
+	// demand, so that it can serve a first request. Default 0.02.
+	Floor float64 `json:"floor,omitempty"`
+	// BatchFraction caps the share of a deployment's budget the batch
+	// class may use while interactive demand exists. Default 0.5.
+	BatchFraction float64 `json:"batch_fraction,omitempty"`
+	// BatchQueue bounds the batch requests waiting for budget on one node.
+	// Default 256.
+	BatchQueue int `json:"batch_queue,omitempty"`
+}
+
+// Default quota settings.
+const (
+	DefaultLease         = 2 * time.Second
+	DefaultQuotaInterval = 500 * time.Millisecond
+	DefaultGrace         = 1 * time.Second
+	DefaultSafeFraction  = 0.5
+	DefaultClockMargin   = 250 * time.Millisecond
+	DefaultFloor         = 0.02
+	DefaultBatchFraction = 0.5
+	DefaultBatchQueue    = 256
+)
+
+func (q *QuotaSettings) setDefaults() {
+	if q.Lease == 0 {
+		q.Lease = Duration(DefaultLease)
+	}
+	if q.Interval == 0 {
+		q.Interval = Duration(DefaultQuotaInterval)
+	}
+	if q.Grace == 0 {
+		q.Grace = Duration(DefaultGrace)
+	}
+	if q.SafeFraction == 0 {
+		q.SafeFraction = DefaultSafeFraction
+	}
+	if q.ClockMargin == 0 {
+		q.ClockMargin = Duration(DefaultClockMargin)
+	}
+	if q.Floor == 0 {
+		q.Floor = DefaultFloor
+	}
+	if q.BatchFraction == 0 {
+		q.BatchFraction = DefaultBatchFraction
+	}
+	if q.BatchQueue == 0 {
+		q.BatchQueue = DefaultBatchQueue
+	}
+}
+
+// DefaultQuotaSettings returns the settings with every default applied.
+func DefaultQuotaSettings() QuotaSettings {
+	var q QuotaSettings
+	q.setDefaults()
+	return q
 }
 
 // ProviderKind names the wire dialect spoken to a provider.
@@ -67,6 +145,9 @@ type Deployment struct {
 	RPMWindow Duration `json:"rpm_window,omitempty"`
 	// Weight biases the balancer toward this deployment (default 1).
 	Weight float64 `json:"weight,omitempty"`
+	// SlowTolerant marks a deployment batch traffic prefers (for example
+	// a region with spare quota but higher latency).
+	SlowTolerant bool `json:"slow_tolerant,omitempty"`
 }
 
 // Default provider enforcement windows, from Azure's documented behaviour.
@@ -178,7 +259,10 @@ type Policy struct {
 	Retry     RetryPolicy   `json:"retry,omitempty"`
 	Timeouts  TimeoutPolicy `json:"timeouts,omitempty"`
 	LimitMode LimitMode     `json:"limit_mode,omitempty"` // default hard
-	Cache     CachePolicy   `json:"cache,omitempty"`
+	// BatchMaxWait is how long a batch request may wait for budget when
+	// it names no x-sluice-max-wait; default 30s.
+	BatchMaxWait Duration    `json:"batch_max_wait,omitempty"`
+	Cache        CachePolicy `json:"cache,omitempty"`
 }
 
 // CachePolicy is the opt-in exact-match response cache. A cached answer is
@@ -222,6 +306,9 @@ type TimeoutPolicy struct {
 	Total     Duration `json:"total,omitempty"`      // default 120s
 }
 
+// DefaultBatchMaxWait is how long a batch request waits for budget by default.
+const DefaultBatchMaxWait = 30 * time.Second
+
 // DefaultPolicyName is the policy used by tenants that name none.
 const DefaultPolicyName = "default"
 
@@ -254,6 +341,9 @@ func (p *Policy) setDefaults() {
 	}
 	if p.Timeouts.FirstByte == 0 {
 		p.Timeouts.FirstByte = Duration(30 * time.Second)
+	}
+	if p.BatchMaxWait == 0 {
+		p.BatchMaxWait = Duration(DefaultBatchMaxWait)
 	}
 	if p.Timeouts.Total == 0 {
 		p.Timeouts.Total = Duration(120 * time.Second)

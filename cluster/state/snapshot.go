@@ -184,6 +184,7 @@ func (c Config) Clone() Config {
 		Tenants:     append([]Tenant(nil), c.Tenants...),
 		Keys:        make([]Key, len(c.Keys)),
 		Policies:    append([]Policy(nil), c.Policies...),
+		Quota:       c.Quota,
 	}
 	for i, m := range c.Models {
 		m.Deployments = append([]string(nil), m.Deployments...)
@@ -249,4 +250,5 @@ func (c *Config) setDefaults() {
 	for i := range c.Policies {
 		c.Policies[i].setDefaults()
 	}
+	c.Quota.setDefaults()
 }

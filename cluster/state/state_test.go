@@ -113,3 +113,18 @@ func TestBuildIndexesAndDefaults(t *testing.T) {
 		t.Fatal("snapshot shares memory with its input")
 	}
 }
+
+// TestBuildKeepsQuotaSettings: the quota settings survive Build (and so
+// Clone), with defaults only where a field is zero.
+func TestBuildKeepsQuotaSettings(t *testing.T) {
+	c := validConfig()
+	c.Quota = QuotaSettings{Lease: Duration(3 * time.Second), BatchQueue: 1}
+	snap, err := Build(c, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := snap.Config.Quota
+	if q.Lease.D() != 3*time.Second || q.BatchQueue != 1 || q.Grace.D() != DefaultGrace {
+		t.Fatalf("quota settings after Build: %+v", q)
+	}
+}

@@ -248,7 +248,41 @@ func Validate(c *Config) error {
 	if err := fallbackCycle(c.Models); err != "" {
 		v.add("models", "%s", err)
 	}
+	v.quota(c.Quota)
+	for i, p := range c.Policies {
+		if p.BatchMaxWait < 0 {
+			v.add(fmt.Sprintf("policies[%d].batch_max_wait", i), "must not be negative")
+		}
+	}
 	return v.err()
+}
+
+func (v *validator) quota(q QuotaSettings) {
+	for _, d := range []struct {
+		f string
+		v Duration
+	}{{"quota.lease", q.Lease}, {"quota.interval", q.Interval}, {"quota.grace", q.Grace}, {"quota.clock_margin", q.ClockMargin}} {
+		if d.v < 0 {
+			v.add(d.f, "must not be negative")
+		}
+	}
+	if q.Lease != 0 && q.Interval != 0 && q.Interval >= q.Lease {
+		v.add("quota.interval", "must be shorter than quota.lease (%s), or shares lapse between renewals", q.Lease.D())
+	}
+	for _, f := range []struct {
+		f string
+		v float64
+	}{{"quota.safe_fraction", q.SafeFraction}, {"quota.floor", q.Floor}, {"quota.batch_fraction", q.BatchFraction}} {
+		if f.v < 0 || f.v > 1 {
+			v.add(f.f, "must be within [0, 1], got %g", f.v)
+		}
+	}
+	if q.Floor > 0.3 {
+		v.add("quota.floor", "must be at most 0.3 so that demand decides most of a quota, got %g", q.Floor)
+	}
+	if q.BatchQueue < 0 {
+		v.add("quota.batch_queue", "must not be negative")
+	}
 }
 
 func (v *validator) limits(f string, l Limits) {
