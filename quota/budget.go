@@ -2,6 +2,8 @@ package quota
 
 import (
 	"errors"
+	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,6 +23,9 @@ var (
 	// ErrHourly and ErrDaily mean the token budgets per hour or day are spent.
 	ErrHourly = errors.New("hourly token budget spent")
 	ErrDaily  = errors.New("daily token budget spent")
+	// ErrBatchHeadroom means batch traffic reached its fraction of a
+	// deployment's budget while interactive traffic wants the rest.
+	ErrBatchHeadroom = errors.New("batch share of the budget reached")
 )
 
 // Allowance returns what a per-minute limit allows within one window of the
@@ -34,12 +39,39 @@ func Allowance(perMinute int64, window time.Duration) int64 {
 	return max(int64(float64(perMinute)*window.Seconds()/60), 1)
 }
 
+// shareWait is the retry-after of a charge larger than this node's share
+// but not than the whole allowance: the next rounds may grant it.
+const shareWait = time.Second
+
+// countOnly is the capacity of windows that only count: large enough never
+// to refuse, unlike Unlimited, which does not count.
+const countOnly = int64(1) << 62
+
 // Deployment is a provider deployment's local budget: request and token
 // windows matching the provider's enforcement windows.
 type Deployment struct {
 	Name     string
 	requests *Window
 	tokens   *Window
+	// wantReq and wantTok count every charge asked for, admitted or not:
+	// the demand this node reports to the allocator.
+	wantReq, wantTok *Window
+	// share is the capacity granted (leased share or whole allowance);
+	// the windows' capacities are share x throttle.
+	shareMu sync.Mutex
+	share   Grant
+	// throttle (float64 bits) shrinks the capacity while the provider
+	// keeps answering 429: 1 when it does not.
+	throttle  atomic.Uint64
+	last429   atomic.Int64
+	lastInter atomic.Int64 // last interactive reservation attempt
+	// batchFraction (float64 bits; 0 = no cap) caps batch charges.
+	batchFraction atomic.Uint64
+	// allowTok is the deployment's whole token allowance per window
+	// (Unlimited when not limited): a charge above it can never fit.
+	allowTok int64
+	// limitedReq and limitedTok say the provider limits the dimension.
+	limitedReq, limitedTok bool
 	// refund says whether settling returns unused tokens. Providers charge
 	// on arrival and do not refund, so the default is false.
 	refund bool
@@ -47,12 +79,22 @@ type Deployment struct {
 
 // NewDeployment builds the budget for d with its full quota as capacity.
 func NewDeployment(d *state.Deployment, slots int, refund bool) *Deployment {
-	return &Deployment{
+	b := &Deployment{
 		Name:     d.Name,
 		requests: NewWindow(Allowance(d.RPM, d.RPMWindow.D()), d.RPMWindow.D(), slots),
 		tokens:   NewWindow(Allowance(d.TPM, d.TPMWindow.D()), d.TPMWindow.D(), slots),
+		wantReq:  NewWindow(countOnly, d.RPMWindow.D(), slots),
+		wantTok:  NewWindow(countOnly, d.TPMWindow.D(), slots),
 		refund:   refund,
+
+		limitedReq: d.RPM > 0,
+		limitedTok: d.TPM > 0,
+		allowTok:   Allowance(d.TPM, d.TPMWindow.D()),
 	}
+	b.share = Grant{Requests: b.requests.Capacity(), Tokens: b.tokens.Capacity()}
+	b.throttle.Store(math.Float64bits(1))
+	b.lastInter.Store(math.MinInt64 / 2)
+	return b
 }
 
 // Reservation is a charge made on admission, settled when usage is known.
@@ -68,16 +110,44 @@ func (r Reservation) Tokens() int64 { return r.tokens }
 // returns ErrRequests, ErrTokens or ErrTooLarge and how long until the
 // charge would fit.
 func (d *Deployment) Reserve(now, tokens int64) (Reservation, time.Duration, error) {
+	return d.ReserveClass(now, tokens, false)
+}
+
+// ReserveClass is Reserve for a priority class. A batch charge may use at
+// most BatchFraction of the capacity while interactive requests asked for
+// this deployment within its token window, so batch traffic never takes
+// the headroom interactive traffic needs; it refuses with ErrBatchHeadroom.
+func (d *Deployment) ReserveClass(now, tokens int64, batch bool) (Reservation, time.Duration, error) {
+	d.wantReq.Take(now, 1, true)
+	d.wantTok.Take(now, tokens, true)
+	if math.Float64frombits(d.throttle.Load()) < 1 {
+		d.recover(now)
+	}
+	if !batch {
+		if d.lastInter.Load() < now {
+			d.lastInter.Store(now)
+		}
+	} else if f := d.batchFraction.Load(); f > 0 && now-d.lastInter.Load() < int64(d.tokens.Length()) {
+		frac := math.Float64frombits(f)
+		if !d.requests.FitsFraction(now, 1, frac) || !d.tokens.FitsFraction(now, tokens, frac) {
+			return Reservation{}, d.requests.Length(), ErrBatchHeadroom
+		}
+	}
 	if ok, wait := d.requests.Take(now, 1, false); !ok {
 		if wait < 0 {
-			return Reservation{}, 0, ErrTooLarge
+			// Larger than this node's share right now (for example no
+			// share yet): another node or a later round may admit it.
+			wait = shareWait
 		}
 		return Reservation{}, wait, ErrRequests
 	}
 	if ok, wait := d.tokens.Take(now, tokens, false); !ok {
 		d.requests.Refund(now, 1)
 		if wait < 0 {
-			return Reservation{}, 0, ErrTooLarge
+			if d.allowTok >= 0 && tokens > d.allowTok {
+				return Reservation{}, 0, ErrTooLarge
+			}
+			wait = shareWait
 		}
 		return Reservation{}, wait, ErrTokens
 	}
@@ -106,9 +176,101 @@ func (d *Deployment) SetCapacity(requests, tokens int64) {
 	d.tokens.SetCapacity(tokens)
 }
 
+// SetShare sets the allowances of the dimensions the provider limits to
+// g (a leased share); unlimited dimensions stay unlimited.
+func (d *Deployment) SetShare(g Grant) {
+	d.shareMu.Lock()
+	defer d.shareMu.Unlock()
+	d.share = g
+	d.applyLocked()
+}
+
+func (d *Deployment) applyLocked() {
+	f := math.Float64frombits(d.throttle.Load())
+	if d.limitedReq {
+		d.requests.SetCapacity(int64(float64(max(d.share.Requests, 0)) * f))
+	}
+	if d.limitedTok {
+		d.tokens.SetCapacity(int64(float64(max(d.share.Tokens, 0)) * f))
+	}
+}
+
+// Adaptive throttling: each upstream 429 multiplies the capacity by
+// throttleCut (down to throttleFloor); once none came for throttleQuiet
+// it grows back by throttleStep per throttleQuiet.
+const (
+	throttleCut   = 0.7
+	throttleFloor = 0.1
+	throttleStep  = 0.1
+	throttleQuiet = int64(time.Second)
+)
+
+// Throttled records an upstream 429 at now: the provider counts more than
+// this node's share allows (another client, or drift), so the capacity
+// shrinks until the 429s stop.
+func (d *Deployment) Throttled(now int64) {
+	d.shareMu.Lock()
+	defer d.shareMu.Unlock()
+	f := math.Float64frombits(d.throttle.Load())
+	// One cut per quiet period: a burst of 429s from requests already in
+	// flight is one signal, not many.
+	if now-d.last429.Load() >= throttleQuiet/4 {
+		f = max(f*throttleCut, throttleFloor)
+		d.throttle.Store(math.Float64bits(f))
+	}
+	d.last429.Store(now)
+	d.applyLocked()
+}
+
+// recover grows a throttled capacity back after a quiet period.
+func (d *Deployment) recover(now int64) {
+	quiet := now - d.last429.Load()
+	if quiet < throttleQuiet {
+		return
+	}
+	d.shareMu.Lock()
+	defer d.shareMu.Unlock()
+	f := math.Float64frombits(d.throttle.Load())
+	if f >= 1 {
+		return
+	}
+	f = min(1, f+throttleStep*float64(quiet/throttleQuiet))
+	d.throttle.Store(math.Float64bits(f))
+	d.last429.Store(now - throttleQuiet + 1) // the next step needs another quiet period
+	d.applyLocked()
+}
+
+// Throttle returns the current throttle factor (1 when not throttled).
+func (d *Deployment) Throttle() float64 { return math.Float64frombits(d.throttle.Load()) }
+
+// SetBatchFraction sets the share of the capacity batch requests may use
+// while interactive demand exists (0 lets batch use everything).
+func (d *Deployment) SetBatchFraction(f float64) { d.batchFraction.Store(math.Float64bits(f)) }
+
+// Share returns the granted capacity before throttling.
+func (d *Deployment) Share() Grant {
+	d.shareMu.Lock()
+	defer d.shareMu.Unlock()
+	return d.share
+}
+
 // Capacity returns the current allowances per window.
 func (d *Deployment) Capacity() (requests, tokens int64) {
 	return d.requests.Capacity(), d.tokens.Capacity()
+}
+
+// Demand returns what was asked for (admitted or refused) and what was
+// charged within the windows ending at now.
+func (d *Deployment) Demand(now int64) Demand {
+	return Demand{
+		Want: Grant{Requests: d.wantReq.Used(now), Tokens: d.wantTok.Used(now)},
+		Used: Grant{Requests: d.requests.Used(now), Tokens: d.tokens.Used(now)},
+	}
+}
+
+// Windows returns the lengths of the request and token windows.
+func (d *Deployment) Windows() (requests, tokens time.Duration) {
+	return d.requests.Length(), d.tokens.Length()
 }
 
 // Used returns what was charged within the windows ending at now.
@@ -120,11 +282,53 @@ func (d *Deployment) Used(now int64) (requests, tokens int64) {
 // day token budgets, and concurrent requests.
 type Subject struct {
 	Name     string
+	limits   state.Limits
 	rpm, tpm *Window
 	hour     *Window
 	day      *Window
-	maxConc  int64
+	maxConc  atomic.Int64 // this node's part of the concurrency limit
 	inflight atomic.Int64
+	// wantR and wantT count what was asked for, admitted or not: the
+	// demand reported when the per-minute limits are leased.
+	wantR, wantT *Window
+
+	// tenant and key name the subject in the usage ledger.
+	tenant, key string
+	// durable: hour and day are short windows of recent charges whose
+	// capacity is the budget minus what the ledger holds (see SetLedger).
+	durable bool
+}
+
+// recentWindow is how long a node counts its own charges beside the
+// ledger's totals: longer than a ledger flush, its commit and a refresh.
+const recentWindow = 5 * time.Second
+
+// makeDurable replaces the hour and day windows by windows of recent
+// charges against what the ledger leaves of each budget. Called before
+// the subject is published.
+func (s *Subject) makeDurable(ledger LedgerTotals, now time.Time, nodes int) {
+	s.durable = true
+	s.hour = NewWindow(Unlimited, recentWindow, 10)
+	s.day = NewWindow(Unlimited, recentWindow, 10)
+	s.refresh(ledger, now, nodes)
+}
+
+// refresh sets what this node may charge within its recent window: its
+// part (one of nodes) of what the ledger leaves of the hour and day
+// budgets, so that the nodes together stay within them while the ledger
+// catches up with their latest charges.
+func (s *Subject) refresh(ledger LedgerTotals, now time.Time, nodes int) {
+	for _, b := range [...]struct {
+		w     *Window
+		limit int64
+		span  time.Duration
+	}{{s.hour, s.limits.TokensPerHour, time.Hour}, {s.day, s.limits.TokensPerDay, 24 * time.Hour}} {
+		if b.limit <= 0 {
+			continue
+		}
+		used := ledger(s.tenant, s.key, now.Add(-b.span), now.Add(time.Minute))
+		b.w.SetCapacity(max(b.limit-used, 0) / int64(max(nodes, 1)))
+	}
 }
 
 // NewSubject builds the limits for l. Zero limits are unlimited.
@@ -135,13 +339,52 @@ func NewSubject(name string, l state.Limits, slots int) *Subject {
 		}
 		return v
 	}
-	return &Subject{
-		Name:    name,
-		rpm:     NewWindow(lim(l.RPM), time.Minute, slots),
-		tpm:     NewWindow(lim(l.TPM), time.Minute, slots),
-		hour:    NewWindow(lim(l.TokensPerHour), time.Hour, 60),
-		day:     NewWindow(lim(l.TokensPerDay), 24*time.Hour, 96),
-		maxConc: l.MaxConcurrent,
+	s := &Subject{
+		Name:   name,
+		limits: l,
+		rpm:    NewWindow(lim(l.RPM), time.Minute, slots),
+		tpm:    NewWindow(lim(l.TPM), time.Minute, slots),
+		hour:   NewWindow(lim(l.TokensPerHour), time.Hour, 60),
+		day:    NewWindow(lim(l.TokensPerDay), 24*time.Hour, 96),
+		wantR:  NewWindow(countOnly, time.Minute, slots),
+		wantT:  NewWindow(countOnly, time.Minute, slots),
+	}
+	s.maxConc.Store(l.MaxConcurrent)
+	return s
+}
+
+// SetShare sets the per-minute allowances to a leased share of the
+// tenant's limits (unlimited dimensions stay unlimited).
+func (s *Subject) SetShare(g Grant) {
+	if s.limits.RPM > 0 {
+		s.rpm.SetCapacity(max(g.Requests, 0))
+	}
+	if s.limits.TPM > 0 {
+		s.tpm.SetCapacity(max(g.Tokens, 0))
+	}
+}
+
+// Demand returns what was asked for and charged within the last minute.
+func (s *Subject) Demand(now int64) Demand {
+	return Demand{
+		Want: Grant{Requests: s.wantR.Used(now), Tokens: s.wantT.Used(now)},
+		Used: Grant{Requests: s.rpm.Used(now), Tokens: s.tpm.Used(now)},
+	}
+}
+
+// split gives this node 1/n of the concurrency limit (at least 1) and,
+// with perMinute, of the per-minute limits.
+func (s *Subject) split(n int, perMinute bool) {
+	if c := s.limits.MaxConcurrent; c > 0 {
+		s.maxConc.Store(max(c/int64(n), 1))
+	}
+	if perMinute {
+		if s.limits.RPM > 0 {
+			s.rpm.SetCapacity(max(s.limits.RPM/int64(n), 1))
+		}
+		if s.limits.TPM > 0 {
+			s.tpm.SetCapacity(max(s.limits.TPM/int64(n), 1))
+		}
 	}
 }
 
@@ -163,7 +406,9 @@ func (s *Subject) Admit(now, tokens int64, force bool) (Ticket, time.Duration, e
 	}
 	var over error
 	var wait time.Duration
-	if n := s.inflight.Add(1); s.maxConc > 0 && n > s.maxConc {
+	s.wantR.Take(now, 1, true)
+	s.wantT.Take(now, tokens, true)
+	if n, mc := s.inflight.Add(1), s.maxConc.Load(); mc > 0 && n > mc {
 		if !force {
 			s.inflight.Add(-1)
 			return Ticket{}, 0, ErrConcurrency
@@ -191,8 +436,12 @@ func (s *Subject) Admit(now, tokens int64, force bool) (Ticket, time.Duration, e
 		}
 		s.inflight.Add(-1)
 		if w < 0 {
-			// Larger than the whole allowance: it fits only after the window.
+			// Larger than this node's allowance: with a leased share the
+			// next rounds may grant it; otherwise only after the window.
 			w = c.w.Length()
+			if c.w == s.rpm || c.w == s.tpm {
+				w = min(w, shareWait)
+			}
 		}
 		return Ticket{}, w, c.err
 	}

@@ -7,7 +7,7 @@ import (
 
 // DefaultSlots is the number of slots a window is divided into. The window
 // is conservative by one slot, so 20 slots use up to 95% of an allowance.
-const DefaultSlots = 20
+const DefaultSlots = 40
 
 // Unlimited is the capacity of a window that admits everything.
 const Unlimited int64 = -1
@@ -27,6 +27,7 @@ type Window struct {
 	slotDur  int64
 	slots    []slot // ring, len = n+1, indexed by index % len
 	sum      int64  // sum of used over live slots
+	expired  int64  // the slot index expire last ran for
 }
 
 // NewWindow returns a window admitting capacity units per length, divided
@@ -52,6 +53,10 @@ func NewWindow(capacity int64, length time.Duration, slots int) *Window {
 // expire drops slots that no longer overlap the window ending at cur.
 // Called with mu held.
 func (w *Window) expire(cur int64) {
+	if cur == w.expired {
+		return
+	}
+	w.expired = cur
 	n := int64(len(w.slots))
 	for i := range w.slots {
 		s := &w.slots[i]
@@ -107,6 +112,18 @@ func (w *Window) waitLocked(cur, now, n int64) time.Duration {
 		}
 	}
 	return time.Duration((cur+nslots)*w.slotDur - now)
+}
+
+// FitsFraction reports whether n more units would keep the window within
+// frac of its capacity at now (always true when unlimited).
+func (w *Window) FitsFraction(now, n int64, frac float64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.capacity < 0 {
+		return true
+	}
+	w.expire(now / w.slotDur)
+	return float64(w.sum+n) <= float64(w.capacity)*frac
 }
 
 // Refund returns n units charged at time at (a nanosecond time previously

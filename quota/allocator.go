@@ -1,0 +1,422 @@
+package quota
+
+import (
+	"math"
+	"slices"
+	"sort"
+	"time"
+)
+
+// Dimensions of a deployment budget.
+const (
+	DimRequests = 0
+	DimTokens   = 1
+	numDims     = 2
+)
+
+// Grant is one node's share of one deployment: what it may charge within
+// any span of the deployment's request and token windows.
+type Grant struct {
+	Requests int64 `json:"r"`
+	Tokens   int64 `json:"t"`
+}
+
+func (g Grant) dim(i int) int64 {
+	if i == DimRequests {
+		return g.Requests
+	}
+	return g.Tokens
+}
+
+func (g *Grant) set(i int, v int64) {
+	if i == DimRequests {
+		g.Requests = v
+	} else {
+		g.Tokens = v
+	}
+}
+
+// Round is one allocation: the shares of every live node, valid from
+// Issued (the allocator's wall clock, Unix nanoseconds) for Lease, then at
+// a safe fraction for Grace. Rounds are committed through the replicated
+// log before any node uses them, so a new allocator knows every share that
+// may still be in use.
+type Round struct {
+	Seq    uint64        `json:"seq"`
+	Issued int64         `json:"issued"`
+	Lease  time.Duration `json:"lease"`
+	Grace  time.Duration `json:"grace"`
+	// Safe is the fraction of its share a node admits during Grace.
+	Safe float64 `json:"safe"`
+	// Hold is how long after Issued the round may still count for some
+	// node's footprint: lease, grace, clock margin and the longest window.
+	Hold   time.Duration               `json:"hold"`
+	Grants map[string]map[string]Grant `json:"grants"` // node -> deployment -> grant
+}
+
+// Demand is what a node asked of one deployment and what it was charged,
+// within the trailing windows.
+type Demand struct {
+	Want Grant `json:"want"` // charges asked for, admitted or refused
+	Used Grant `json:"used"` // charges admitted
+}
+
+// Report is a node's periodic demand report to the allocator.
+type Report struct {
+	Node string `json:"node"`
+	// Round is the newest round the node had applied when it measured Used.
+	Round   uint64            `json:"round"`
+	Demands map[string]Demand `json:"demands"` // by deployment
+}
+
+// Budget is a deployment's global allowance per window, and its windows.
+type Budget struct {
+	Allowance Grant
+	Windows   [numDims]time.Duration
+	// HoldBack keeps what no node asks for unallocated instead of spreading
+	// it evenly: each node gets at most twice its demand (or the floor).
+	// Budgets over long windows (tenants' per-minute limits) set it, so a
+	// node that dies holds little for the window's length after its lease.
+	HoldBack bool
+}
+
+// AllocatorConfig holds the allocator's settings (the replicated quota
+// settings, resolved).
+type AllocatorConfig struct {
+	// Lease and Grace are written into each round.
+	Lease, Grace time.Duration
+	// SafeFraction of a share is admitted during Grace.
+	SafeFraction float64
+	// ClockMargin is added to a lease's end before its share is surely unused.
+	ClockMargin time.Duration
+	// Floor is the fraction of each allowance every live node keeps.
+	Floor float64
+	// Stale is how old a node's last report may be before the allocator
+	// stops granting it anything new. Default 4 x Interval (2s).
+	Stale time.Duration
+}
+
+type ack struct {
+	round uint64
+	at    int64 // allocator clock when the report arrived
+	used  map[string]Grant
+}
+
+type lastReport struct {
+	at      int64
+	demands map[string]Demand
+}
+
+// Allocator divides each deployment's allowance among live nodes. It is a
+// plain value owned by one goroutine (the allocator actor on the leader);
+// it never reads a clock: callers pass now.
+//
+// Safety: a node's window admits a charge only while every span of the
+// window's length stays within its current share, so within any span a
+// node charges at most the largest share it held during that span. The
+// allocator therefore counts, for each node, a footprint: the largest
+// share the node may still use or may have used within the last window,
+// and grants new shares only while the footprints plus the new shares fit
+// the allowance. A share stops counting a window's length after the node
+// surely stopped using it: after its lease, grace and clock margin, or,
+// once the node reported that it applied a newer round, after that
+// report (bounded from then on by the node's reported charges).
+type Allocator struct {
+	cfg     AllocatorConfig
+	budgets map[string]Budget
+	rounds  []Round // committed rounds, oldest first
+	acks    map[string]ack
+	reports map[string]lastReport
+	seq     uint64
+	carry   map[string]map[string]Grant
+}
+
+// NewAllocator returns an allocator with no rounds.
+func NewAllocator(cfg AllocatorConfig) *Allocator {
+	if cfg.Stale <= 0 {
+		cfg.Stale = 2 * time.Second
+	}
+	return &Allocator{cfg: cfg, budgets: map[string]Budget{}, acks: map[string]ack{}, reports: map[string]lastReport{}}
+}
+
+// SetConfig replaces the settings.
+func (a *Allocator) SetConfig(cfg AllocatorConfig) {
+	if cfg.Stale <= 0 {
+		cfg.Stale = a.cfg.Stale
+	}
+	a.cfg = cfg
+}
+
+// SetBudgets replaces the deployments and their allowances.
+func (a *Allocator) SetBudgets(b map[string]Budget) { a.budgets = b }
+
+// SetRounds installs the committed rounds (oldest first), as the
+// replicated lease table holds them. A new allocator calls it before its
+// first Next, so it never grants what an earlier allocator's rounds may
+// still hold.
+func (a *Allocator) SetRounds(rs []Round) {
+	a.rounds = rs
+	if n := len(rs); n > 0 && rs[n-1].Seq > a.seq {
+		a.seq = rs[n-1].Seq
+	}
+}
+
+// SetCarry names holders to carry over unchanged into the next round:
+// alive holders a new allocator has not heard from yet. Their grants must
+// be ones the committed rounds already count (their newest grants), so
+// carrying them raises no footprint; without them, a holder would lose
+// its share only because the allocator changed.
+func (a *Allocator) SetCarry(c map[string]map[string]Grant) { a.carry = c }
+
+// Observe records a node's report, received at now.
+func (a *Allocator) Observe(r Report, now int64) {
+	a.reports[r.Node] = lastReport{at: now, demands: r.Demands}
+	prev, ok := a.acks[r.Node]
+	if !ok || r.Round > prev.round {
+		used := make(map[string]Grant, len(r.Demands))
+		for d, dem := range r.Demands {
+			used[d] = dem.Used
+		}
+		a.acks[r.Node] = ack{round: r.Round, at: now, used: used}
+	}
+}
+
+// footprint is the most node may charge within a window ending at or after
+// now under the rounds already issued, for deployment d and dimension dim.
+func (a *Allocator) footprint(node, d string, dim int, now int64) int64 {
+	w := int64(a.budgets[d].Windows[dim])
+	ak, acked := a.acks[node]
+	var f int64
+	for i := range a.rounds {
+		r := &a.rounds[i]
+		g, ok := r.Grants[node][d]
+		if !ok {
+			continue
+		}
+		v := g.dim(dim)
+		if v == 0 {
+			continue
+		}
+		// The node admits its share until the lease ends, then a safe
+		// fraction until the grace ends; its charges stay in the
+		// provider's window for w after that.
+		leaseEnd := r.Issued + int64(r.Lease+a.cfg.ClockMargin)
+		end := leaseEnd + int64(r.Grace)
+		if acked && ak.round > r.Seq {
+			// Superseded: after the report the node charges under newer
+			// rounds only, and its earlier charges within a window are at
+			// most what it reported.
+			end = min(end, ak.at)
+			leaseEnd = min(leaseEnd, ak.at)
+			v = min(v, ak.used[d].dim(dim))
+		}
+		switch {
+		case now >= end+w:
+			v = 0
+		case now >= leaseEnd+w:
+			v = min(v, int64(math.Ceil(float64(v)*r.Safe)))
+		}
+		f = max(f, v)
+	}
+	return f
+}
+
+// Next computes the next round for the live nodes at now. The caller
+// commits it through the replicated log and then installs it with
+// SetRounds (or Append); until then it must not be used.
+func (a *Allocator) Next(now int64, live []string) Round {
+	a.seq++
+	var longest time.Duration
+	for _, b := range a.budgets {
+		longest = max(longest, b.Windows[DimRequests], b.Windows[DimTokens])
+	}
+	r := Round{
+		Seq: a.seq, Issued: now, Lease: a.cfg.Lease, Grace: a.cfg.Grace, Safe: a.cfg.SafeFraction,
+		Hold:   a.cfg.Lease + a.cfg.Grace + a.cfg.ClockMargin + longest,
+		Grants: map[string]map[string]Grant{},
+	}
+	// Nodes whose reports are stale get nothing new: they may be dead or
+	// cut off, and their old shares run out by themselves.
+	var grantees []string
+	for _, n := range live {
+		if rep, ok := a.reports[n]; ok && now-rep.at <= int64(a.cfg.Stale) {
+			grantees = append(grantees, n)
+		}
+	}
+	sort.Strings(grantees)
+	// Every node that appears in a round still counting has a footprint.
+	holders := map[string]bool{}
+	for _, rd := range a.rounds {
+		for n := range rd.Grants {
+			holders[n] = true
+		}
+	}
+	for _, n := range grantees {
+		holders[n] = true
+		r.Grants[n] = map[string]Grant{}
+	}
+	defer func() {
+		for h, g := range a.carry {
+			if _, granted := r.Grants[h]; !granted {
+				r.Grants[h] = g
+			}
+		}
+		a.carry = nil
+	}()
+	names := make([]string, 0, len(a.budgets))
+	for d := range a.budgets {
+		names = append(names, d)
+	}
+	sort.Strings(names)
+	for _, d := range names {
+		b := a.budgets[d]
+		for dim := range numDims {
+			total := b.Allowance.dim(dim)
+			if total < 0 {
+				for _, n := range grantees {
+					g := r.Grants[n][d]
+					g.set(dim, Unlimited)
+					r.Grants[n][d] = g
+				}
+				continue
+			}
+			shares := a.divide(d, dim, total, grantees, holders, now)
+			for i, n := range grantees {
+				g := r.Grants[n][d]
+				g.set(dim, shares[i])
+				r.Grants[n][d] = g
+			}
+		}
+	}
+	return r
+}
+
+// divide returns the grants of the grantees for one dimension.
+func (a *Allocator) divide(d string, dim int, total int64, grantees []string, holders map[string]bool, now int64) []int64 {
+	// Targets: max-min fair over demand, with a floor for every grantee.
+	want := make([]int64, len(grantees))
+	// Every grantee can serve at least one request or token when the
+	// allowance covers one each, so a first request is not refused.
+	floor := max(int64(float64(total)*a.cfg.Floor), min(1, total/int64(max(len(grantees), 1))))
+	for i, n := range grantees {
+		dem := a.reports[n].demands[d]
+		// Ask for a little more than the recent demand, so a growing node
+		// is not pinned to what it could get last time.
+		w := dem.Want.dim(dim)
+		want[i] = max(w+w/16+1, floor)
+	}
+	// Feasibility: what other holders (dead or cut-off nodes, earlier
+	// incarnations) and the grantees' own earlier rounds may still charge.
+	locked := make([]int64, len(grantees))
+	var reserved int64
+	isGrantee := map[string]int{}
+	for i, n := range grantees {
+		isGrantee[n] = i
+	}
+	for n := range holders {
+		f := a.footprint(n, d, dim, now)
+		if i, ok := isGrantee[n]; ok {
+			locked[i] = f
+			continue
+		}
+		reserved += f
+	}
+	// Targets divide what the other holders do not hold, so that a new
+	// grantee competes for it fairly instead of finding it all handed out.
+	target := maxMinFair(max(total-reserved, 0), want, floor, a.budgets[d].HoldBack)
+
+	// A grantee costs max(locked, grant). Lowering a grant costs locked;
+	// the rest goes to the grantees that grow, in proportion to how much
+	// they want to grow.
+	free := total - reserved
+	var growth int64
+	grow := make([]int64, len(grantees))
+	for i := range grantees {
+		free -= locked[i]
+		if target[i] > locked[i] {
+			grow[i] = target[i] - locked[i]
+			growth += grow[i]
+		}
+	}
+	// A grantee is lowered toward its target, but never below what it
+	// charged within the window while it still holds that much: lowering
+	// a share that is in use only refuses its traffic, and frees nothing:
+	// once superseded, a share still counts up to what was charged under
+	// it, for a window.
+	out := make([]int64, len(grantees))
+	for i, n := range grantees {
+		used := a.reports[n].demands[d].Used.dim(dim)
+		out[i] = min(locked[i], max(target[i], used))
+	}
+	if free <= 0 || growth == 0 {
+		return out
+	}
+	// The grantees that grow get their target, or, while there is not
+	// enough headroom yet, a part of it by growth, rounding down.
+	for i := range grantees {
+		switch {
+		case grow[i] == 0:
+		case growth <= free:
+			out[i] = target[i]
+		default:
+			out[i] = locked[i] + int64(float64(free)*float64(grow[i])/float64(growth))
+		}
+	}
+	return out
+}
+
+// maxMinFair divides total among wants by water filling; what is left
+// once every want is met is spread evenly (with holdBack, at most
+// doubling each share). Each result is at least floor
+// when total allows it. The results sum to at most total.
+func maxMinFair(total int64, want []int64, floor int64, holdBack bool) []int64 {
+	n := len(want)
+	out := make([]int64, n)
+	if n == 0 || total <= 0 {
+		return out
+	}
+	if floor*int64(n) > total {
+		floor = total / int64(n)
+	}
+	left := total
+	for i := range out {
+		out[i] = floor
+		left -= floor
+	}
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(x, y int) int { return int(want[x] - want[y]) })
+	for k, i := range idx {
+		remaining := int64(n - k)
+		fair := left / remaining
+		need := max(want[i]-out[i], 0)
+		give := min(need, fair)
+		out[i] += give
+		left -= give
+	}
+	// Spread what nobody wanted evenly, so a node whose demand grows has
+	// room before the next round.
+	if left > 0 {
+		each := left / int64(n)
+		for i := range out {
+			if holdBack {
+				out[i] += min(each, max(out[i], floor))
+			} else {
+				out[i] += each
+			}
+		}
+	}
+	return out
+}
+
+// Prune drops rounds that no longer count for any footprint at now,
+// always keeping the newest.
+func Prune(rs []Round, now int64) []Round {
+	keep := 0
+	for keep < len(rs)-1 && now >= rs[keep].Issued+int64(rs[keep].Hold) {
+		keep++
+	}
+	return rs[keep:]
+}

@@ -1,0 +1,429 @@
+package quota
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+
+	"github.com/sluicehq/sluice/cluster/state"
+)
+
+// The simulation below drives real Allocators, Holders and Deployment
+// budgets on a simulated clock: nodes with skewed clocks, demand that
+// shifts, kills and restarts, partitions, lost and delayed messages and
+// allocator (leader) changes. Admission is recorded on the true clock, and
+// every span of each provider window must stay within the allowance.
+
+const (
+	simStep  = 50 * time.Millisecond
+	simEpoch = int64(1_000_000) * int64(time.Second)
+)
+
+type simNode struct {
+	id          int
+	incarnation int
+	skew        int64
+	alive       bool
+	partitioned bool
+	rate        float64 // requests per second offered
+	holder      *Holder
+	budget      *Deployment
+	inbox       []simDelivery
+	delivered   uint64
+}
+
+func (n *simNode) name() string { return fmt.Sprintf("n%d#%d", n.id, n.incarnation) }
+
+type simDelivery struct {
+	at    int64 // true time
+	round Round
+}
+
+type simReport struct {
+	at     int64
+	report Report
+}
+
+type simConfig struct {
+	nodes      int
+	tpm, rpm   int64
+	maxReq     int64
+	duration   time.Duration
+	events     []simEvent
+	msgLoss    float64
+	maxDelay   time.Duration
+	seed       uint64
+	settings   state.QuotaSettings
+	startRates []float64
+}
+
+type simEvent struct {
+	at   time.Duration
+	kind string // kill, restart, partition, heal, leader, rate
+	node int
+	rate float64
+}
+
+type simResult struct {
+	tokens, requests   []int64 // admitted per step, true time
+	allowTok, allowReq int64
+	offeredTok         int64
+	shares             [][]Grant // per step, per node id: the capacity in force
+}
+
+func runSim(cfg simConfig) simResult {
+	rng := rand.New(rand.NewPCG(cfg.seed, 7))
+	q := cfg.settings
+	dep := &state.Deployment{Name: "d", TPM: cfg.tpm, RPM: cfg.rpm, TPMWindow: state.Duration(10 * time.Second), RPMWindow: state.Duration(time.Second)}
+	budget := Budget{
+		Allowance: Grant{Requests: Allowance(cfg.rpm, time.Second), Tokens: Allowance(cfg.tpm, 10*time.Second)},
+		Windows:   [numDims]time.Duration{time.Second + time.Second/DefaultSlots, 10*time.Second + 10*time.Second/DefaultSlots},
+	}
+	acfg := AllocatorConfig{Lease: q.Lease.D(), Grace: q.Grace.D(), SafeFraction: q.SafeFraction, ClockMargin: q.ClockMargin.D(), Floor: q.Floor, Stale: 4 * q.Interval.D()}
+	margin := int64(q.ClockMargin.D())
+
+	nodes := make([]*simNode, cfg.nodes)
+	newBudget := func() *Deployment {
+		b := NewDeployment(dep, DefaultSlots, false)
+		b.SetShare(Grant{})
+		return b
+	}
+	for i := range nodes {
+		n := &simNode{id: i, alive: true, skew: rng.Int64N(margin+1) - margin/2, budget: newBudget()}
+		if i < len(cfg.startRates) {
+			n.rate = cfg.startRates[i]
+		}
+		nodes[i] = n
+	}
+	for _, n := range nodes {
+		b := n.budget
+		n.holder = NewHolder(n.name(), func() map[string]Shareable { return map[string]Shareable{"d": b} })
+	}
+	leader := 0
+	leaderSkew := func() int64 { return nodes[leader].skew }
+	alloc := NewAllocator(acfg)
+	alloc.SetBudgets(map[string]Budget{"d": budget})
+	var committed []Round
+	var pending *Round
+	var pendingAt int64
+	var reports []simReport
+	electionUntil := int64(0)
+
+	steps := int(cfg.duration / simStep)
+	res := simResult{allowTok: budget.Allowance.Tokens, allowReq: budget.Allowance.Requests,
+		tokens: make([]int64, steps), requests: make([]int64, steps)}
+	events := cfg.events
+	interval := int64(q.Interval.D())
+	delay := func() int64 { return rng.Int64N(int64(cfg.maxDelay) + 1) }
+
+	changeLeader := func(now int64) {
+		// The pending round either made it into the log or is lost.
+		if pending != nil {
+			if rng.IntN(2) == 0 {
+				commit(&committed, *pending, nodes, now, delay)
+			}
+			pending = nil
+		}
+		for k := 1; k <= len(nodes); k++ {
+			c := (leader + k) % len(nodes)
+			if nodes[c].alive && !nodes[c].partitioned {
+				leader = c
+				break
+			}
+		}
+		alloc = NewAllocator(acfg)
+		alloc.SetBudgets(map[string]Budget{"d": budget})
+		electionUntil = now + int64(time.Second)
+		// The new allocator renews the newest round for alive holders as
+		// soon as it leads (as Shares.renew does).
+		if n := len(committed); n > 0 {
+			last := committed[n-1]
+			at := electionUntil + nodes[leader].skew
+			if at < last.Issued+int64(last.Lease+last.Grace) {
+				r := Round{Seq: last.Seq + 1, Issued: at, Lease: last.Lease, Grace: last.Grace, Safe: last.Safe, Hold: last.Hold,
+					Grants: map[string]map[string]Grant{}}
+				for _, nd := range nodes {
+					if g, ok := last.Grants[nd.name()]; ok && nd.alive {
+						r.Grants[nd.name()] = g
+					}
+				}
+				pending, pendingAt = &r, electionUntil
+			}
+		}
+	}
+
+	for step := range steps {
+		// Clocks start far from zero so that skews never make them negative.
+		now := simEpoch + int64(step)*int64(simStep)
+		for len(events) > 0 && simEpoch+int64(events[0].at) <= now {
+			ev := events[0]
+			events = events[1:]
+			n := nodes[ev.node%len(nodes)]
+			switch ev.kind {
+			case "kill":
+				n.alive = false
+				n.inbox = nil
+			case "restart":
+				if !n.alive {
+					n.alive = true
+					n.incarnation++
+					n.budget = newBudget()
+					b := n.budget
+					n.holder = NewHolder(n.name(), func() map[string]Shareable { return map[string]Shareable{"d": b} })
+					n.delivered = 0
+					// A restarted node replays the log it holds: every
+					// committed round, the old ones ignored as lapsed.
+					for _, r := range committed {
+						n.inbox = append(n.inbox, simDelivery{at: now + delay(), round: r})
+					}
+				}
+			case "partition":
+				n.partitioned = true
+				n.inbox = nil
+			case "heal":
+				if n.partitioned {
+					n.partitioned = false
+					for _, r := range committed {
+						if r.Seq > n.delivered {
+							n.inbox = append(n.inbox, simDelivery{at: now + delay(), round: r})
+						}
+					}
+				}
+			case "leader":
+				changeLeader(now)
+			case "rate":
+				n.rate = ev.rate
+			}
+		}
+		if l := nodes[leader]; (!l.alive || l.partitioned) && now >= electionUntil {
+			changeLeader(now)
+		}
+		// Commit the pending round.
+		if pending != nil && now >= pendingAt {
+			commit(&committed, *pending, nodes, now, delay)
+			pending = nil
+		}
+		// Deliver rounds in order.
+		for _, n := range nodes {
+			if !n.alive {
+				continue
+			}
+			local := now + n.skew
+			for len(n.inbox) > 0 && n.inbox[0].at <= now {
+				r := n.inbox[0].round
+				n.inbox = n.inbox[1:]
+				n.holder.Apply(r, local)
+				n.delivered = max(n.delivered, r.Seq)
+			}
+			n.holder.Tick(local)
+		}
+		// Reports.
+		if (now-simEpoch)%interval == 0 {
+			for _, n := range nodes {
+				if n.alive && !n.partitioned && rng.Float64() >= cfg.msgLoss {
+					reports = append(reports, simReport{at: now + delay(), report: n.holder.Report(now + n.skew)})
+				}
+			}
+		}
+		l := nodes[leader]
+		leaderOK := l.alive && !l.partitioned && now >= electionUntil
+		kept := reports[:0]
+		for _, r := range reports {
+			if r.at > now {
+				kept = append(kept, r)
+				continue
+			}
+			if leaderOK {
+				alloc.Observe(r.report, now+leaderSkew())
+			}
+		}
+		reports = kept
+		// The allocator's round.
+		if leaderOK && pending == nil && (now-simEpoch)%interval == 0 {
+			alloc.SetRounds(committed)
+			var live []string
+			for _, n := range nodes {
+				if n.alive && !n.partitioned {
+					live = append(live, n.name())
+				}
+			}
+			// A new allocator carries over the alive holders it has not
+			// heard from yet (as Shares.carry does).
+			if now-electionUntil < int64(acfg.Stale) && len(committed) > 0 {
+				carry := map[string]map[string]Grant{}
+				for _, nd := range nodes {
+					if g, ok := committed[len(committed)-1].Grants[nd.name()]; ok && nd.alive && !nd.partitioned {
+						if _, heard := alloc.reports[nd.name()]; !heard {
+							carry[nd.name()] = g
+						}
+					}
+				}
+				alloc.SetCarry(carry)
+			}
+			r := alloc.Next(now+leaderSkew(), live)
+			pending = &r
+			pendingAt = now + rng.Int64N(int64(100*time.Millisecond)) + int64(5*time.Millisecond)
+		}
+		// Offered load and admission.
+		shares := make([]Grant, len(nodes))
+		for i, n := range nodes {
+			if !n.alive {
+				continue
+			}
+			shares[i].Requests, shares[i].Tokens = n.budget.Capacity()
+			want := n.rate * simStep.Seconds()
+			k := int(want)
+			if rng.Float64() < want-float64(k) {
+				k++
+			}
+			local := now + n.skew
+			for range k {
+				tok := 20 + rng.Int64N(cfg.maxReq-19)
+				res.offeredTok += tok
+				if _, _, err := n.budget.Reserve(local, tok); err == nil {
+					res.tokens[step] += tok
+					res.requests[step]++
+				}
+			}
+		}
+		res.shares = append(res.shares, shares)
+	}
+	return res
+}
+
+func commit(committed *[]Round, r Round, nodes []*simNode, now int64, delay func() int64) {
+	*committed = append(*committed, r)
+	*committed = Prune(*committed, r.Issued)
+	for _, n := range nodes {
+		if n.alive && !n.partitioned {
+			n.inbox = append(n.inbox, simDelivery{at: now + delay(), round: r})
+		}
+	}
+}
+
+// worstSpans returns the largest sum over any span of width steps.
+func worstSpan(v []int64, width int) int64 {
+	var sum, worst int64
+	for i := range v {
+		sum += v[i]
+		if i >= width {
+			sum -= v[i-width]
+		}
+		worst = max(worst, sum)
+	}
+	return worst
+}
+
+func (r simResult) check(t interface {
+	Fatalf(string, ...any)
+}) {
+	tokSpan := int(10 * time.Second / simStep)
+	reqSpan := int(time.Second / simStep)
+	if w := worstSpan(r.tokens, tokSpan); w > r.allowTok {
+		t.Fatalf("tokens admitted in a 10 s span: %d > allowance %d", w, r.allowTok)
+	}
+	if w := worstSpan(r.requests, reqSpan); w > r.allowReq {
+		t.Fatalf("requests admitted in a 1 s span: %d > allowance %d", w, r.allowReq)
+	}
+}
+
+func TestAllocatorNeverOverAdmits(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		nodes := rapid.IntRange(2, 5).Draw(rt, "nodes")
+		tpm := rapid.Int64Range(12_000, 600_000).Draw(rt, "tpm")
+		rpm := rapid.Int64Range(60, 6_000).Draw(rt, "rpm")
+		dur := 40 * time.Second
+		cfg := simConfig{
+			nodes:    nodes,
+			tpm:      tpm,
+			rpm:      rpm,
+			maxReq:   max(Allowance(tpm, 10*time.Second)/8, 40),
+			duration: dur,
+			msgLoss:  rapid.Float64Range(0, 0.3).Draw(rt, "loss"),
+			maxDelay: time.Duration(rapid.Int64Range(0, int64(400*time.Millisecond)).Draw(rt, "delay")),
+			seed:     rapid.Uint64().Draw(rt, "seed"),
+			settings: state.DefaultQuotaSettings(),
+		}
+		cfg.settings.Lease = state.Duration(rapid.Int64Range(int64(time.Second), int64(3*time.Second)).Draw(rt, "lease"))
+		cfg.settings.Grace = state.Duration(rapid.Int64Range(int64(100*time.Millisecond), int64(3*time.Second)).Draw(rt, "grace"))
+		cfg.settings.SafeFraction = rapid.Float64Range(0, 1).Draw(rt, "safe")
+		for range nodes {
+			cfg.startRates = append(cfg.startRates, rapid.Float64Range(0, float64(rpm)/60*2).Draw(rt, "rate"))
+		}
+		kinds := []string{"kill", "restart", "partition", "heal", "leader", "rate"}
+		nev := rapid.IntRange(0, 12).Draw(rt, "events")
+		var at time.Duration
+		for range nev {
+			at += time.Duration(rapid.Int64Range(int64(200*time.Millisecond), int64(6*time.Second)).Draw(rt, "gap"))
+			cfg.events = append(cfg.events, simEvent{
+				at:   at,
+				kind: rapid.SampledFrom(kinds).Draw(rt, "kind"),
+				node: rapid.IntRange(0, nodes-1).Draw(rt, "node"),
+				rate: rapid.Float64Range(0, float64(rpm)/60*3).Draw(rt, "newrate"),
+			})
+		}
+		runSim(cfg).check(rt)
+	})
+}
+
+// TestAllocatorUtilisation runs the scenario of the acceptance figures on
+// the simulated clock (load 1.5x the budget split 70/20/10) and prints
+// utilisation with and without kills.
+func TestAllocatorUtilisation(t *testing.T) {
+	const tpm, rpm = 1_200_000, 6_000
+	// Offered: 1.5x the RPM budget of 100 requests/s, split 70/20/10,
+	// with requests of 20..180 tokens (the token budget is not the limit).
+	base := simConfig{
+		nodes: 3, tpm: tpm, rpm: rpm, maxReq: 180, duration: 120 * time.Second,
+		maxDelay: 50 * time.Millisecond, seed: 1, settings: state.DefaultQuotaSettings(),
+		startRates: []float64{105, 30, 15},
+	}
+	calm := runSim(base)
+	calm.check(t)
+	killed := base
+	for at := 20 * time.Second; at < base.duration; at += 20 * time.Second {
+		killed.events = append(killed.events,
+			simEvent{at: at, kind: "kill", node: int(at/(20*time.Second)) % 3},
+			simEvent{at: at + 5*time.Second, kind: "restart", node: int(at/(20*time.Second)) % 3})
+	}
+	kills := runSim(killed)
+	kills.check(t)
+	util := func(r simResult) float64 {
+		var sum int64
+		warm := int(5 * time.Second / simStep)
+		for _, v := range r.requests[warm:] {
+			sum += v
+		}
+		secs := float64(len(r.requests)-warm) * simStep.Seconds()
+		return float64(sum) / (secs * float64(rpm) / 60)
+	}
+	t.Logf("simulated utilisation of the request budget: %.1f%% without kills, %.1f%% with a kill every 20 s", 100*util(calm), 100*util(kills))
+	if u := util(calm); u < 0.85 {
+		t.Fatalf("utilisation without kills %.2f, want >= 0.85", u)
+	}
+}
+
+// TestAllocatorPartitionOfBusyNode cuts off the busiest node while every
+// node wants more than it gets: the cut-off node keeps admitting its
+// share, then a safe fraction during its grace, and the others may only
+// take what it surely no longer uses.
+func TestAllocatorPartitionOfBusyNode(t *testing.T) {
+	for _, seed := range []uint64{1, 2, 3, 4, 5} {
+		cfg := simConfig{
+			nodes: 3, tpm: 1_200_000, rpm: 6_000, maxReq: 180, duration: 40 * time.Second,
+			maxDelay: 20 * time.Millisecond, seed: seed, settings: state.DefaultQuotaSettings(),
+			startRates: []float64{105, 60, 60},
+			events: []simEvent{
+				{at: 10 * time.Second, kind: "partition", node: 0},
+				{at: 25 * time.Second, kind: "heal", node: 0},
+			},
+		}
+		// A grace longer than the request window makes the safe fraction
+		// matter on its own.
+		cfg.settings.Grace = state.Duration(3 * time.Second)
+		runSim(cfg).check(t)
+	}
+}

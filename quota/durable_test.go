@@ -1,0 +1,85 @@
+package quota
+
+import (
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/cluster/state"
+)
+
+// TestDurableDayBudget: with a ledger, a day budget counts what the
+// ledger holds plus this node's recent charges, and refreshes follow the
+// ledger.
+func TestDurableDayBudget(t *testing.T) {
+	var inLedger atomic.Int64
+	l := New(Config{Leased: true})
+	l.SetLedger(func(tenant, key string, from, to time.Time) int64 {
+		if tenant != "t" || key != "" {
+			t.Errorf("ledger asked for %q/%q", tenant, key)
+		}
+		return inLedger.Load()
+	})
+	s := l.Tenant(&state.ResolvedTenant{Tenant: &state.Tenant{Name: "t", Limits: state.Limits{TokensPerDay: 100}}})
+	now := time.Now()
+	admit := func(n int64) error {
+		tk, _, err := s.Admit(now.UnixNano(), n, false)
+		if err == nil {
+			tk.Done(now.UnixNano(), n)
+		}
+		return err
+	}
+	if err := admit(60); err != nil {
+		t.Fatal(err)
+	}
+	if err := admit(60); err != ErrDaily {
+		t.Fatalf("second 60 tokens of a 100 budget: %v, want ErrDaily", err)
+	}
+	// Another node used 30 and the ledger has everything: 90 of 100.
+	inLedger.Store(90)
+	now = now.Add(10 * time.Second) // this node's own charge left its recent window
+	l.RefreshBudgets(now)
+	if err := admit(20); err != ErrDaily {
+		t.Fatalf("20 tokens with 90 of 100 used: %v, want ErrDaily", err)
+	}
+	if err := admit(10); err != nil {
+		t.Fatalf("10 tokens with 90 of 100 used: %v", err)
+	}
+}
+
+// TestBatchHeadroom: while interactive requests asked for a deployment
+// within its token window, batch charges stop at the batch fraction of
+// the capacity; without interactive demand they may use all of it.
+func TestBatchHeadroom(t *testing.T) {
+	d := NewDeployment(&state.Deployment{Name: "d", RPM: 600, TPM: 6_000_000,
+		RPMWindow: state.Duration(time.Second), TPMWindow: state.Duration(10 * time.Second)}, DefaultSlots, false)
+	d.SetBatchFraction(0.5)
+	now := time.Now().UnixNano()
+	count := func(batch bool) (n int) {
+		for range 20 {
+			if _, _, err := d.ReserveClass(now, 10, batch); err == nil {
+				n++
+			}
+		}
+		return n
+	}
+	// No interactive demand yet: batch may take the whole window (10).
+	if n := count(true); n != 10 {
+		t.Fatalf("batch alone admitted %d of 10", n)
+	}
+	// A window later, an interactive request arrives: batch stops at 5.
+	now += int64(2 * time.Second)
+	if _, _, err := d.ReserveClass(now, 10, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(true); n != 4 {
+		t.Fatalf("batch with interactive demand admitted %d, want 4 (5 of 10 with the interactive one)", n)
+	}
+	if _, _, err := d.ReserveClass(now, 10, true); err != ErrBatchHeadroom {
+		t.Fatalf("batch over its fraction: %v, want ErrBatchHeadroom", err)
+	}
+	// Interactive requests still get the rest.
+	if n := count(false); n != 5 {
+		t.Fatalf("interactive admitted %d of the remaining 5", n)
+	}
+}
