@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/tidwall/gjson"
@@ -51,16 +56,44 @@ func (e *cacheEntry) cost() int64 {
 	return int64(len(e.body)+len(e.content)+len(e.finish)+len(e.model)) + cacheEntryOverhead
 }
 
-// respCache is the router's one response cache. Close may run while late
-// requests still use it; mu (read-locked by every use) keeps ristretto from
-// being closed under a Set.
+// respCache is the router's one response cache.
+//
+// Close may run while late requests still use the cache, and ristretto's
+// Close is not safe beside its Get, Set or Wait (they may send on a channel
+// Close has closed, or wait for a goroutine Close has stopped). No lock is
+// taken per use: c is swapped to nil by close, so a use that starts
+// afterwards sees a closed cache at once, and users counts the uses that
+// may still hold the old pointer; close waits for them (the last one closes
+// drained) before it closes ristretto. A use costs two atomic adds and two
+// loads (BenchmarkRespCacheGet: no slower than the RWMutex it replaces).
 type respCache struct {
-	mu     sync.RWMutex
-	c      *ristretto.Cache[string, *cacheEntry]
-	closed bool
+	c       atomic.Pointer[ristretto.Cache[string, *cacheEntry]] // nil once closed
+	users   atomic.Int64                                         // uses in progress, see acquire
+	closing atomic.Bool                                          // close has swapped c out
+	drained chan struct{}                                        // closed when users reaches 0 after closing
+	drain   sync.Once
+	done    sync.Once // close runs once
+
+	maxCost int64 // the byte budget, router.Config.CacheBytes
+	stats   cacheStats
+}
+
+// cacheStats counts what happened to the entries offered to the cache, for
+// /metrics (writeCache). The callbacks run on ristretto's own goroutine.
+type cacheStats struct {
+	// entries is the number of values ristretto holds: +1 for every
+	// accepted Set, -1 for every value leaving (evicted, expired, refused
+	// by the admission policy, replaced by a later Set of its key).
+	entries         atomic.Int64
+	evictedCapacity atomic.Uint64 // removed to make room
+	evictedExpired  atomic.Uint64 // removed when its TTL passed
+	refusedPolicy   atomic.Uint64 // not admitted by TinyLFU, costs more than the whole cache, or a racing store of a key being added
+	refusedDropped  atomic.Uint64 // ristretto's set buffer was full
+	refusedTooLarge atomic.Uint64 // the answer is larger than the policy's max_entry_bytes
 }
 
 func newRespCache(maxCost int64) (*respCache, error) {
+	rc := &respCache{drained: make(chan struct{}), maxCost: maxCost}
 	// Ristretto wants about ten counters per entry it may hold; entries are
 	// assumed to be a few KiB.
 	counters := min(max(maxCost/4096*10, 10_000), 10_000_000)
@@ -69,53 +102,107 @@ func newRespCache(maxCost int64) (*respCache, error) {
 		MaxCost:            maxCost,
 		BufferItems:        64,
 		IgnoreInternalCost: true,
+		OnEvict:            rc.onEvict,
+		OnReject:           func(*ristretto.Item[*cacheEntry]) { rc.stats.refusedPolicy.Add(1) },
+		OnExit:             rc.onExit,
 	})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("response cache: %w", err)
 	}
-	return &respCache{c: c}, nil
+	rc.c.Store(c)
+	return rc, nil
+}
+
+// onEvict counts an entry removed by ristretto: expired when its TTL had
+// passed, else to make room. Close empties the cache through the same
+// callback; those are not evictions.
+func (rc *respCache) onEvict(it *ristretto.Item[*cacheEntry]) {
+	switch {
+	case rc.closing.Load():
+	case !it.Expiration.IsZero() && !it.Expiration.After(time.Now()):
+		rc.stats.evictedExpired.Add(1)
+	default:
+		rc.stats.evictedCapacity.Add(1)
+	}
+}
+
+func (rc *respCache) onExit(e *cacheEntry) {
+	if e != nil {
+		rc.stats.entries.Add(-1)
+	}
+}
+
+// acquire returns the ristretto cache for one use, or nil once closed. A
+// non-nil result must be given back with release. The count goes up
+// before the pointer is read, so close, which swaps the pointer before it
+// reads the count, never misses a use that got the old pointer.
+func (rc *respCache) acquire() *ristretto.Cache[string, *cacheEntry] {
+	rc.users.Add(1)
+	c := rc.c.Load()
+	if c == nil {
+		rc.release()
+	}
+	return c
+}
+
+func (rc *respCache) release() {
+	if rc.users.Add(-1) == 0 && rc.closing.Load() {
+		rc.drain.Do(func() { close(rc.drained) })
+	}
 }
 
 func (rc *respCache) get(key string) (*cacheEntry, bool) {
-	rc.mu.RLock()
-	defer rc.mu.RUnlock()
-	if rc.closed {
+	c := rc.acquire()
+	if c == nil {
 		return nil, false
 	}
-	return rc.c.Get(key)
+	defer rc.release()
+	return c.Get(key)
 }
 
 func (rc *respCache) set(key string, e *cacheEntry, ttl time.Duration) {
-	rc.mu.RLock()
-	defer rc.mu.RUnlock()
-	if rc.closed {
+	c := rc.acquire()
+	if c == nil {
 		return
 	}
-	if rc.c.SetWithTTL(key, e, e.cost(), ttl) {
-		// Sets are applied asynchronously; wait so that the next identical
-		// request (often the very next one) finds the entry. This runs after
-		// the answer has reached the client.
-		rc.c.Wait()
+	defer rc.release()
+	// Counted before SetWithTTL: ristretto may refuse (and uncount) the
+	// entry on its own goroutine before SetWithTTL returns.
+	rc.stats.entries.Add(1)
+	if !c.SetWithTTL(key, e, e.cost(), ttl) {
+		rc.stats.entries.Add(-1)
+		rc.stats.refusedDropped.Add(1)
+		return
 	}
+	// Sets are applied asynchronously; wait so that the next identical
+	// request (often the very next one) finds the entry. The relay stores
+	// before the answer's last bytes go out (proxy.go), so a client that
+	// repeats a request as soon as it has the answer hits; the answer
+	// waits for it a few microseconds (BenchmarkRespCacheSetEvict).
+	c.Wait()
 }
 
 // used returns the cost held now.
 func (rc *respCache) used() int64 {
-	rc.mu.RLock()
-	defer rc.mu.RUnlock()
-	if rc.closed {
+	c := rc.acquire()
+	if c == nil {
 		return 0
 	}
-	return rc.c.MaxCost() - rc.c.RemainingCost()
+	defer rc.release()
+	return c.MaxCost() - c.RemainingCost()
 }
 
+// close closes the cache once the uses that started before it have ended;
+// uses that start during or after it see a closed cache. It is idempotent.
 func (rc *respCache) close() {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	if !rc.closed {
-		rc.closed = true
-		rc.c.Close()
-	}
+	rc.done.Do(func() {
+		c := rc.c.Swap(nil)
+		rc.closing.Store(true)
+		if rc.users.Load() != 0 {
+			<-rc.drained
+		}
+		c.Close()
+	})
 }
 
 // CacheCost returns the bytes (as charged) the response cache holds now,
@@ -137,7 +224,8 @@ type cacheState struct {
 
 // streamAcc accumulates a chat stream's single choice for the cache.
 type streamAcc struct {
-	bad     bool // a chunk the replay could not reproduce (tools, n>1)
+	bad     bool // a chunk the replay could not reproduce (tools, n>1), or too long
+	large   bool // the content alone passed max_entry_bytes
 	content strings.Builder
 	finish  string
 	model   string
@@ -273,7 +361,11 @@ func (c *call) cacheServe(e *cacheEntry) int {
 
 // cachePutBody stores a complete 200 answer.
 func (c *call) cachePutBody(body []byte) {
-	if !c.cache.store || int64(len(body)) > c.policy.Cache.MaxEntryBytes {
+	if !c.cache.store {
+		return
+	}
+	if int64(len(body)) > c.policy.Cache.MaxEntryBytes {
+		c.cacheTooLarge()
 		return
 	}
 	e := &cacheEntry{body: bytes.Clone(body), usage: c.usage, stored: c.r.cfg.Now().UnixNano()}
@@ -323,7 +415,8 @@ func (c *call) cacheChunk(data []byte) {
 		a.finish = fr.String()
 	}
 	if int64(a.content.Len()) > c.policy.Cache.MaxEntryBytes {
-		a.bad = true
+		a.bad, a.large = true, true
+		a.content = strings.Builder{} // drop what was kept
 	}
 }
 
@@ -331,6 +424,10 @@ func (c *call) cacheChunk(data []byte) {
 // its usage, as a reconstructed chat.completion.
 func (c *call) cachePutStream() {
 	a := &c.cache.acc
+	if c.cache.store && a.large {
+		c.cacheTooLarge()
+		return
+	}
 	if !c.cache.store || a.bad || a.finish == "" || !c.haveUsage || c.rec.Estimated {
 		return
 	}
@@ -338,6 +435,7 @@ func (c *call) cachePutStream() {
 		created: a.created, usage: c.usage, stored: c.r.cfg.Now().UnixNano()}
 	e.body = answerBody(c.ep, "chatcmpl-"+c.id, e.created, e.model, e.content, e.finish, e.usage)
 	if int64(len(e.body)) > c.policy.Cache.MaxEntryBytes {
+		c.cacheTooLarge()
 		return
 	}
 	c.cachePut(e)
@@ -347,4 +445,49 @@ func (c *call) cachePut(e *cacheEntry) {
 	if rc := c.r.cache.Load(); rc != nil {
 		rc.set(c.cache.key, e, c.cache.ttl)
 	}
+}
+
+// cacheTooLarge counts an answer not stored because it is larger than the
+// policy's max_entry_bytes.
+func (c *call) cacheTooLarge() {
+	if rc := c.r.cache.Load(); rc != nil {
+		rc.stats.refusedTooLarge.Add(1)
+	}
+}
+
+// writeCache writes the response cache's series at scrape time; nothing
+// before a policy has enabled the cache. The request path pays nothing for
+// them beyond the counters in cacheStats.
+//
+//   - sluice_cache_bytes: cost held now (answers' bytes plus
+//     cacheEntryOverhead each); sluice_cache_max_bytes: the budget,
+//     router.Config.CacheBytes.
+//   - sluice_cache_entries: answers held now (expired ones until
+//     ristretto's sweep, every few seconds, removes them).
+//   - sluice_cache_evictions_total{reason}: answers removed, "capacity" to
+//     make room for another, "expired" when their TTL passed.
+//   - sluice_cache_refused_total{reason}: answers not stored: "admission"
+//     (ristretto's TinyLFU judged them less useful than what they would
+//     evict), "dropped" (its set buffer was full under load), "too_large"
+//     (larger than the policy's max_entry_bytes).
+//
+// sluice_cache_requests_total{model,result} and
+// sluice_cache_saved_tokens_total{model} are counted per request
+// (metrics.go).
+func (m *routerMetrics) writeCache(w io.Writer) {
+	rc := m.r.cache.Load()
+	if rc == nil {
+		return
+	}
+	st := &rc.stats
+	metrics.WriteGaugeUint64(w, "sluice_cache_bytes", uint64(max(rc.used(), 0)))
+	metrics.WriteGaugeUint64(w, "sluice_cache_max_bytes", uint64(rc.maxCost))
+	metrics.WriteGaugeUint64(w, "sluice_cache_entries", uint64(max(st.entries.Load(), 0)))
+	metrics.WriteMetadataIfNeeded(w, "sluice_cache_evictions_total", "counter")
+	fmt.Fprintf(w, "sluice_cache_evictions_total{reason=\"capacity\"} %d\n", st.evictedCapacity.Load())
+	fmt.Fprintf(w, "sluice_cache_evictions_total{reason=\"expired\"} %d\n", st.evictedExpired.Load())
+	metrics.WriteMetadataIfNeeded(w, "sluice_cache_refused_total", "counter")
+	fmt.Fprintf(w, "sluice_cache_refused_total{reason=\"admission\"} %d\n", st.refusedPolicy.Load())
+	fmt.Fprintf(w, "sluice_cache_refused_total{reason=\"dropped\"} %d\n", st.refusedDropped.Load())
+	fmt.Fprintf(w, "sluice_cache_refused_total{reason=\"too_large\"} %d\n", st.refusedTooLarge.Load())
 }

@@ -25,4 +25,11 @@
 // routing, so it never calls upstream nor touches a deployment budget. A
 // stream is stored only once it completed, rebuilt as one answer, and
 // replayed as a well-formed SSE stream.
+//
+// Every request has a request id (the client's X-Request-Id when sane,
+// else generated) and a W3C trace context (the client's traceparent when
+// valid, else a new trace); both go upstream, each attempt as a new span of
+// the trace, and one log line per finished request records the outcome
+// (log.go). DeploymentStatus (status.go) reads the live health and quota
+// share of every deployment for the admin API.
 package router

@@ -59,8 +59,9 @@ type envOpts struct {
 	policy     state.Policy
 	health     router.HealthConfig
 	editCfg    func(*stateConfig)
-	regionsNo  int   // 1 or 2 (default 2)
-	cacheBytes int64 // router.Config.CacheBytes (0 = default)
+	regionsNo  int              // 1 or 2 (default 2)
+	cacheBytes int64            // router.Config.CacheBytes (0 = default)
+	now        func() time.Time // router.Config.Now (nil = time.Now)
 }
 
 type syncBuffer struct {
@@ -139,6 +140,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 		Logger:     logger,
 		Health:     o.health,
 		CacheBytes: o.cacheBytes,
+		Now:        o.now,
 		Sink: router.SinkFunc(func(r *router.Record) {
 			e.mu.Lock()
 			e.records = append(e.records, *r)

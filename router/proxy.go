@@ -38,6 +38,11 @@ type call struct {
 	haveUsage bool
 	committed bool // response headers sent to the client
 	cache     cacheState
+	trace     traceContext // W3C trace context (log.go)
+
+	batch     bool  // batch priority (priority.go)
+	waitUntil int64 // batch: wait for budget until then (unix ns)
+	queued    bool  // batch: holds a place in the node's batch queue
 }
 
 func (r *Router) openAI(ep wire.Endpoint) http.HandlerFunc {
@@ -53,10 +58,8 @@ func (r *Router) serve(w http.ResponseWriter, req *http.Request, ep wire.Endpoin
 	r.inflight.Add(1)
 	defer r.inflight.Add(-1)
 	c := &call{r: r, w: w, req: req, ep: ep, start: r.cfg.Now()}
-	c.id = req.Header.Get("X-Request-Id")
-	if c.id == "" || len(c.id) > 128 {
-		c.id = newRequestID()
-	}
+	c.id = requestID(req.Header.Get("X-Request-Id"))
+	c.trace = newTraceContext(req.Header)
 	w.Header().Set("X-Request-Id", c.id)
 	c.rec = Record{RequestID: c.id, Time: c.start, Endpoint: ep.String()}
 	status := c.run(pathModel)
@@ -77,6 +80,7 @@ func (c *call) run(pathModel string) int {
 	c.key = k
 	c.policy = k.Tenant.Policy
 	c.rec.Tenant, c.rec.KeyID, c.rec.Class = k.Tenant.Name, k.ID, string(k.Tenant.Class)
+	c.classify()
 
 	body, err := io.ReadAll(http.MaxBytesReader(c.w, c.req.Body, r.cfg.MaxBodyBytes))
 	if err != nil {
@@ -180,8 +184,26 @@ const (
 	outGone                     // the client went away: stop
 )
 
-// route tries the model's pool, then its fallbacks, then the static answer.
+// route tries the model's pool, then its fallbacks, then the static
+// answer; a batch request that found no budget waits and tries again.
 func (c *call) route(ctx context.Context, rt *route) int {
+	defer func() {
+		if c.queued {
+			c.r.batchWaiting.Add(-1)
+		}
+	}()
+	for {
+		if status := c.routeOnce(ctx, rt); status != retryRoute {
+			return status
+		}
+	}
+}
+
+// retryRoute is routeOnce's answer when a batch request waited for budget
+// and should try again.
+const retryRoute = -1
+
+func (c *call) routeOnce(ctx context.Context, rt *route) int {
 	r := c.r
 	chain := []*route{rt}
 	for i := 0; i < len(chain); i++ {
@@ -252,6 +274,9 @@ func (c *call) route(ctx context.Context, rt *route) int {
 				}
 			}
 		}
+	}
+	if sawLimit && c.rec.Attempts == 0 && c.waitForBudget(ctx, minWait) {
+		return retryRoute
 	}
 	return c.giveUp(ctx, rt, lastOut, minWait, sawLimit, tooLarge)
 }
@@ -327,11 +352,11 @@ func (c *call) pick(rt *route, tried uint64, now int64) (*target, int, quota.Res
 			}
 		}
 		best := ia
-		if rt.pool[ib].health.cost(now, rt.pool[ib].dep.Weight) < rt.pool[ia].health.cost(now, rt.pool[ia].dep.Weight) {
+		if c.costOf(rt.pool[ib], now) < c.costOf(rt.pool[ia], now) {
 			best = ib
 		}
 		tg := rt.pool[best]
-		res, wait, err := tg.budget.Reserve(now, c.cost)
+		res, wait, err := tg.budget.ReserveClass(now, c.cost, c.batch)
 		if err == nil {
 			if tg.health.acquire(now) {
 				return tg, best, res, 0, nil
@@ -370,9 +395,7 @@ func (c *call) attempt(ctx context.Context, tg *target, res quota.Reservation) o
 	up.Header.Set("Accept", "application/json, text/event-stream")
 	up.Header.Set("User-Agent", "sluice")
 	up.Header.Set("X-Request-Id", c.id)
-	if tp := c.req.Header.Get("Traceparent"); tp != "" {
-		up.Header.Set("Traceparent", tp)
-	}
+	c.traceAttempt(up.Header, tg)
 	if tg.authHeader != "" {
 		up.Header.Set(tg.authHeader, string(tg.authValue))
 	}
@@ -387,6 +410,7 @@ func (c *call) attempt(ctx context.Context, tg *target, res quota.Reservation) o
 	defer resp.Body.Close()
 	now := r.cfg.Now()
 	tg.health.observe(now.UnixNano(), now.Sub(sent))
+	r.metrics.upstreamLatency(tg.dep.Name, now.Sub(sent))
 
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests ||
@@ -396,10 +420,12 @@ func (c *call) attempt(ctx context.Context, tg *target, res quota.Reservation) o
 			wait = time.Second
 		}
 		tg.health.cool(now.Add(wait).UnixNano())
+		c.throttled(tg, now.Add(wait), resp.StatusCode == http.StatusTooManyRequests)
 		tg.health.release()
 		if resp.StatusCode == http.StatusTooManyRequests {
 			// The provider refused on arrival and did not charge the request.
 			tg.budget.Cancel(res)
+			r.metrics.upstream429(tg.dep.Name)
 		}
 		r.metrics.upstream(tg.dep.Name, "throttled")
 		drain(resp.Body)
@@ -483,10 +509,12 @@ func (c *call) relayBody(tg *target, res quota.Reservation, resp *http.Response)
 	c.w.WriteHeader(resp.StatusCode)
 	c.committed = true
 	c.rec.Status = resp.StatusCode
-	_, _ = c.w.Write(buf.Bytes())
 	if resp.StatusCode == http.StatusOK {
+		// Stored before the answer goes out, so that a client's next
+		// identical request finds it (cache.go).
 		c.cachePutBody(buf.Bytes())
 	}
+	_, _ = c.w.Write(buf.Bytes())
 	return outOK
 }
 
@@ -538,10 +566,10 @@ func (c *call) relayStream(actx context.Context, tg *target, res quota.Reservati
 		}
 		if wire.IsDone(data) {
 			c.settleStream(tg, res, chunks)
+			c.cachePutStream() // before [DONE] reaches the client, as above
 			if werr := wire.WriteEvent(c.w, data); werr == nil {
 				_ = rc.Flush()
 			}
-			c.cachePutStream()
 			return outOK
 		}
 		u, usageOnly, hasUsage := wire.ChunkUsage(data)
@@ -596,6 +624,7 @@ var skipHeaders = map[string]bool{
 }
 
 func (c *call) writeHeaders(resp *http.Response, tg *target) {
+	c.r.metrics.firstByte(c.rec.Model, c.parsed.Stream, c.r.cfg.Now().Sub(c.start))
 	h := c.w.Header()
 	for k, vs := range resp.Header {
 		if skipHeaders[k] || strings.HasPrefix(k, "X-Ratelimit-") {
@@ -661,10 +690,7 @@ func (c *call) finish(status int) {
 		rec := c.rec
 		r.cfg.Sink.Record(&rec)
 	}
-	r.cfg.Logger.Info("request", "request_id", c.id, "tenant", c.rec.Tenant, "key_id", c.rec.KeyID,
-		"model", c.rec.Model, "deployment", c.rec.Deployment, "status", status, "stream", c.rec.Stream,
-		"prompt_tokens", c.rec.PromptTokens, "completion_tokens", c.rec.CompletionTokens,
-		"attempts", c.rec.Attempts, "latency_ms", float64(c.rec.Latency.Microseconds())/1000)
+	c.logFinished(status)
 }
 
 // retryAfter reads the provider's wait: retry-after-ms, x-ms-retry-after-ms,

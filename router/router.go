@@ -50,6 +50,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// OnCool is told when an upstream 429 (or 503 with a wait) cools a
+	// deployment, so that the cluster can cool it on every node. Default:
+	// nothing.
+	OnCool func(deployment string, until time.Time)
 	// CacheBytes bounds the response cache (ristretto's MaxCost: entries'
 	// bytes plus a small overhead each). The cache exists only once a
 	// policy enables it. Default 256 MiB.
@@ -146,6 +150,10 @@ type Router struct {
 	mu      sync.Mutex // serialises Update and Close; guards healths, closed
 	healths map[string]*health
 	closed  bool
+
+	// batchWaiting counts batch requests waiting for budget (priority.go).
+	batchWaiting  atomic.Int64
+	batchWaitHist *metrics.PrometheusHistogram
 }
 
 // New returns a router with no configuration: every API request answers
@@ -160,6 +168,8 @@ func New(cfg Config) *Router {
 	}
 	r.budget.floor = cfg.RetryFloor
 	r.metrics = newRouterMetrics(cfg.Metrics, r)
+	r.batchWaitHist = cfg.Metrics.GetOrCreatePrometheusHistogramExt("sluice_batch_wait_seconds", latencyBuckets)
+	cfg.Metrics.RegisterMetricsWriter(r.writeQuota)
 	return r
 }
 
@@ -189,6 +199,7 @@ func (r *Router) Update(snap *state.Snapshot) {
 		}
 		tg.health = h
 		tg.budget = r.cfg.Limiter.Deployment(d)
+		tg.budget.SetBatchFraction(snap.Config.Quota.BatchFraction)
 		if tg.broken != nil {
 			r.cfg.Logger.Error("deployment unusable", "deployment", d.Name, "err", tg.broken)
 		}
