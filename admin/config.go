@@ -110,6 +110,12 @@ type Config struct {
 	Timeouts Timeouts
 	// Drainer is called by POST /admin/v1/drain. Default nil: 501.
 	Drainer Drainer
+	// Usage answers GET /admin/v1/usage from the usage ledger. Default
+	// nil: 501.
+	Usage UsageReader
+	// Deployments reports this node's deployment health and quota shares
+	// for GET /admin/v1/deployments/status. Default nil: 501.
+	Deployments DeploymentStatus
 	// Logger receives one line per request and the server's own events; it
 	// never sees tokens, bodies or secrets. Default: discard.
 	Logger *slog.Logger

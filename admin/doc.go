@@ -21,6 +21,19 @@
 //     as "enc:****".
 //   - Cluster operations: status, members, audit log, peer removal,
 //     snapshot backup and restore, drain.
+//   - Deployment status (status.go): GET /admin/v1/deployments/status
+//     shows each deployment's health, latency, in-flight calls and this
+//     node's quota share and use, read from the router through the small
+//     DeploymentStatus interface; ?all=1 asks every live member too.
+//   - Usage (usage.go): GET /admin/v1/usage answers from the replicated
+//     usage ledger (read role) through the small UsageReader interface:
+//     filters tenant, key, model, deployment, region, from, to (RFC 3339
+//     or relative like -1h), group_by (fields and bucket=minute|hour|day),
+//     format=json|csv (or Accept: text/csv). Every node answers the same
+//     totals once batches are applied.
+//   - The web page (ui.go, web/): static HTML, CSS and JavaScript embedded
+//     in the binary, served without a token at /ui/ (/ redirects there).
+//     The page asks for a token and calls the API like any client.
 //
 // Why it is shaped so: the API is a thin layer over the cluster. It
 // declares the small Store interface it needs (satisfied by

@@ -88,12 +88,14 @@ func waitNoLeaks(timeout time.Duration, opts ...goleak.Option) error {
 		goleak.IgnoreTopFunction("github.com/armon/go-metrics.(*InmemSignal).run"),
 	)
 	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		err := goleak.Find(opts...)
 		if err == nil || time.Now().After(deadline) {
 			return err
 		}
-		time.Sleep(50 * time.Millisecond) // polling interval
+		<-tick.C
 	}
 }
 
@@ -353,7 +355,8 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error
 
 func poll(timeout time.Duration, cond func() error) error {
 	deadline := time.Now().Add(timeout)
-	wait := 5 * time.Millisecond
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		err := cond()
 		if err == nil {
@@ -362,8 +365,7 @@ func poll(timeout time.Duration, cond func() error) error {
 		if time.Now().After(deadline) {
 			return err
 		}
-		time.Sleep(wait) // polling interval, not synchronisation
-		wait = min(wait*2, 50*time.Millisecond)
+		<-tick.C
 	}
 }
 

@@ -198,10 +198,12 @@ func (s *Server) routes() []route {
 		{http.MethodGet, apiPrefix + "/cluster", RoleRead, 0, s.clusterInfo},
 		{http.MethodGet, apiPrefix + "/members", RoleRead, 0, s.members},
 		{http.MethodGet, apiPrefix + "/audit", RoleRead, 0, s.audit},
+		{http.MethodGet, apiPrefix + "/usage", RoleRead, 0, s.usage},
 		{http.MethodDelete, apiPrefix + "/peers/:id", RoleAdmin, 0, s.removePeer},
 		{http.MethodGet, apiPrefix + "/snapshot", RoleAdmin, 0, s.downloadSnapshot},
 		{http.MethodPost, apiPrefix + "/snapshot", RoleAdmin, big, s.restoreSnapshot},
 		{http.MethodPost, apiPrefix + "/drain", RoleAdmin, 0, s.drain},
+		{http.MethodGet, apiPrefix + "/deployments/status", RoleRead, 0, s.deploymentStatus},
 
 		{http.MethodPost, apiPrefix + "/keys", RoleAdmin, 0, s.createKey},
 		{http.MethodPut, apiPrefix + "/keys/:name", RoleAdmin, 0, s.updateKey},
@@ -213,6 +215,7 @@ func (s *Server) routes() []route {
 	rs = append(rs, resourceRoutes(s, tenantKind)...)
 	rs = append(rs, resourceRoutes(s, keyKind)...)
 	rs = append(rs, resourceRoutes(s, policyKind)...)
+	rs = append(rs, uiRoutes()...)
 	return rs
 }
 
@@ -231,7 +234,7 @@ const (
 // on SHA-256 digests, whatever matches first.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if c.Path() == "/healthz" && c.Request().Method == http.MethodGet {
+		if publicRoute(c) { // the health check and the static page (ui.go)
 			return next(c)
 		}
 		scheme, tok, ok := strings.Cut(c.Request().Header.Get(echo.HeaderAuthorization), " ")

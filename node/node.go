@@ -17,6 +17,7 @@ import (
 	"github.com/sluicehq/sluice/cluster"
 	"github.com/sluicehq/sluice/cluster/state"
 	"github.com/sluicehq/sluice/quota"
+	"github.com/sluicehq/sluice/quota/ledger"
 	"github.com/sluicehq/sluice/router"
 )
 
@@ -41,6 +42,9 @@ type Config struct {
 	// SeedConfig, in a cluster, is applied once by the leader when the
 	// replicated configuration is still empty (first start of a cluster).
 	SeedConfig *state.Config
+	// Ledger tunes the usage batcher of a cluster node; NodeID, Metrics and
+	// Logger are filled by the node. See ledger.BatcherConfig for defaults.
+	Ledger ledger.BatcherConfig
 	// Logger is the node's logger. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -63,6 +67,10 @@ type Node struct {
 	metrics *metrics.Set
 	router  *router.Router
 	limiter *quota.Limiter
+	shares  *quota.Shares // cluster mode only
+	ledger  *nodeLedger   // cluster mode only (ledger.go)
+	// coolVia spreads cooling marks once the cluster runs.
+	coolVia atomic.Pointer[cluster.Cluster]
 
 	ln   net.Listener
 	srv  *http.Server
@@ -85,7 +93,10 @@ type Node struct {
 func New(cfg Config) *Node {
 	cfg.setDefaults()
 	n := &Node{cfg: cfg, metrics: metrics.NewSet(), done: make(chan struct{})}
-	n.limiter = quota.New(cfg.Quota)
+	qc := cfg.Quota
+	// In a cluster a node admits only the share of each quota leased to it.
+	qc.Leased = cfg.Cluster != nil
+	n.limiter = quota.New(qc)
 	rc := cfg.Router
 	if rc.Metrics == nil {
 		rc.Metrics = n.metrics
@@ -96,6 +107,10 @@ func New(cfg Config) *Node {
 	if rc.Limiter == nil {
 		rc.Limiter = n.limiter
 	}
+	if rc.OnCool == nil && cfg.Cluster != nil {
+		rc.OnCool = n.broadcastCool
+	}
+	n.initLedger(&rc) // cluster mode: the usage ledger is the sink (ledger.go)
 	if rc.Resolve == nil && cfg.Admin != nil && cfg.Admin.ClusterKey != nil {
 		// enc: references are provider secrets encrypted with the cluster key.
 		rc.Resolve = admin.Resolver(cfg.Admin.ClusterKey, router.EnvResolver)

@@ -82,6 +82,8 @@ type procNode struct {
 	gossip   string
 	raftAddr string // -cluster-addr: raft and forwarding
 	admin    string
+	api      string // -listen; empty picks a free port at each start
+	netns    string // run inside this network namespace (ip netns exec)
 	join     []string
 	expect   int
 	logPath  string
@@ -109,8 +111,15 @@ func newProcCluster(t *testing.T) *procCluster {
 // binds both) a moment ago.
 func (c *procCluster) freeAddr() string {
 	c.t.Helper()
+	return c.freeAddrOn("127.0.0.1")
+}
+
+// freeAddrOn returns a port of host (an address of this network
+// namespace) that was free for TCP and UDP a moment ago.
+func (c *procCluster) freeAddrOn(host string) string {
+	c.t.Helper()
 	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 		if err != nil {
 			c.t.Fatal(err)
 		}
@@ -125,9 +134,9 @@ func (c *procCluster) freeAddr() string {
 			continue
 		}
 		c.ports[port] = true
-		return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		return net.JoinHostPort(host, strconv.Itoa(port))
 	}
-	c.t.Fatal("no free port for TCP and UDP on 127.0.0.1")
+	c.t.Fatalf("no free port for TCP and UDP on %s", host)
 	return ""
 }
 
@@ -185,8 +194,12 @@ func (c *procCluster) start(n *procNode) {
 	}
 	n.starts++
 	fmt.Fprintf(logf, "=== start %d of %s ===\n", n.starts, n.id)
+	listen := n.api
+	if listen == "" {
+		listen = "127.0.0.1:0"
+	}
 	args := []string{"agent",
-		"-node-id", n.id, "-data-dir", n.dataDir, "-listen", "127.0.0.1:0",
+		"-node-id", n.id, "-data-dir", n.dataDir, "-listen", listen,
 		"-admin-listen", n.admin, "-gossip-addr", n.gossip, "-cluster-addr", n.raftAddr,
 	}
 	if len(n.join) > 0 {
@@ -196,6 +209,10 @@ func (c *procCluster) start(n *procNode) {
 		args = append(args, "-bootstrap-expect", strconv.Itoa(n.expect))
 	}
 	cmd := exec.Command(c.bin, args...)
+	if n.netns != "" {
+		// ip netns exec replaces itself with the agent: same process.
+		cmd = exec.Command("ip", append([]string{"netns", "exec", n.netns, c.bin}, args...)...)
+	}
 	cmd.Env = append(hermeticEnv(), admin.TokensEnv+"=test:admin:"+procToken)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {

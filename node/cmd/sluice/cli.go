@@ -26,6 +26,7 @@ var cliCommands = map[string]cliCommand{
 	"status":  {"sluice status             show the leader, raft state and config version", cmdStatus},
 	"apply":   {"sluice apply -f FILE [--dry-run]   apply a whole declarative config", cmdApply},
 	"keys":    {"sluice keys create --tenant T [--id ID] [--models a,b] | list | revoke ID", cmdKeys},
+	"usage":   {usageUsage, cmdUsage},
 }
 
 // errUsage marks a mistake in the command line (exit code 2).

@@ -32,6 +32,8 @@ Usage:
                            apply a declarative configuration
   sluice keys create --tenant T | list | revoke ID
                            manage virtual keys
+  sluice usage [--tenant T] [--from -1h] [--group-by tenant,model] [--bucket hour] [--csv]
+                           usage totals from the ledger
   sluice version           print the version
 
 Admin commands talk to SLUICE_ADDR (default 127.0.0.1:9080) with the token in
@@ -59,7 +61,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "version":
 		fmt.Fprintln(stdout, version)
 		return 0
-	case "members", "status", "apply", "keys":
+	case "members", "status", "apply", "keys", "usage":
 		return runAdmin(args[0], args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
