@@ -210,6 +210,8 @@ regions:
 		stalled <- resp.StatusCode
 	}()
 	deadline := time.Now().Add(5 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		var st mock.Stats
 		resp, err := client.Get("http://" + a["two"] + "/mock/stats")
@@ -223,7 +225,7 @@ regions:
 		if time.Now().After(deadline) {
 			t.Fatal("request never stalled")
 		}
-		time.Sleep(5 * time.Millisecond)
+		<-tick.C
 	}
 	cancel()
 	select {
