@@ -6,7 +6,7 @@ GOFLAGS_STATIC := CGO_ENABLED=0
 FUZZTIME ?= 10s
 PKGS := ./...
 
-.PHONY: help build run test test-short fuzz bench check fmt vet boundaries clean
+.PHONY: help build run test test-short fuzz bench check fmt vet boundaries clean chaos-quota images compose-up compose-down test-deploy observe
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n",$$1,$$2}'
@@ -15,6 +15,7 @@ build: ## build static binaries into bin/ (sluice, mockllm)
 	@mkdir -p $(BIN)
 	$(GOFLAGS_STATIC) $(GO) build -trimpath -o $(BIN)/sluice ./node/cmd/sluice
 	$(GOFLAGS_STATIC) $(GO) build -trimpath -o $(BIN)/mockllm ./chaos/cmd/mockllm
+	$(GOFLAGS_STATIC) $(GO) build -trimpath -o $(BIN)/front ./chaos/cmd/front
 
 run: build ## run the local default: mock regions + a Sluice node on :8080 (demo key sk-sluice-demo)
 	BIN=$(BIN) ./deploy/local/run.sh
@@ -44,6 +45,22 @@ BENCH_DURATION ?= 3s
 bench: ## print figures: admission/parse ns/op and allocs, then added latency vs the mock and a bare proxy
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./quota/ ./router/...
 	$(GO) run ./chaos/cmd/bench -duration $(BENCH_DURATION)
+
+CHAOS_QUOTA_DURATION ?= 2m
+chaos-quota: ## quota acceptance on 3 real processes: 1.5x load, calm half then a SIGKILL every 20 s (CHAOS_QUOTA_DURATION, default 2m)
+	set -o pipefail; SLUICE_CHAOS_QUOTA=$(CHAOS_QUOTA_DURATION) $(GO) test -count=1 -v -timeout 15m -run '^TestChaos(Quota|Partition)$$' ./node/ 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok )|chaos_(quota|partition)_test'
+
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+images: ## build the FROM scratch images sluice:dev, sluice-mockllm:dev, sluice-front:dev
+	./deploy/build-images.sh
+compose-up: images ## 3 nodes + 2 mock regions + a TCP front: API 127.0.0.1:18080, admin 127.0.0.1:19080
+	$(COMPOSE) -f deploy/compose.yaml up -d
+compose-down: ## stop the compose cluster and delete its volumes
+	$(COMPOSE) -f deploy/compose.yaml down -v
+test-deploy: ## k8s manifest checks + compose cluster with a rolling restart under load (needs Docker)
+	$(GO) test -race -count=1 -v -run 'TestK8sManifests|TestCompose' ./deploy/
+observe: ## a real Prometheus scrapes a 3-node cluster; every Grafana panel must return data
+	$(GO) test -race -count=1 -v ./chaos/observe/
 
 check: fmt vet boundaries ## gofmt, go vet and package boundaries
 
