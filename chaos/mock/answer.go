@@ -45,9 +45,9 @@ func (c *call) answerText(p *parsedRequest, cut bool) {
 	} else {
 		v = c.completionAnswer(p, g)
 	}
-	c.dep.completed(p.promptTokens, g.completion)
+	u := c.delivered(p.promptTokens, g.completion)
 	if err := c.writeJSON(http.StatusOK, v); err != nil {
-		c.dep.uncompleted(p.promptTokens, g.completion)
+		c.undelivered(u)
 	}
 }
 
@@ -173,10 +173,10 @@ func (c *call) streamText(p *parsedRequest, g generated, cut bool) {
 	}
 	err := c.streamEvents(s, p, g)
 	if err == nil {
-		c.dep.completed(p.promptTokens, g.completion)
+		u := c.delivered(p.promptTokens, g.completion)
 		c.endFlight()
 		if err := s.raw([]byte("[DONE]")); err != nil {
-			c.dep.uncompleted(p.promptTokens, g.completion)
+			c.undelivered(u)
 		}
 		return
 	}

@@ -80,6 +80,9 @@ type RegionConfig struct {
 	// Faults active from the start, keyed by deployment name or "*" for
 	// every deployment.
 	Faults map[string]Faults `json:"faults,omitempty"`
+	// RequestLog is how many delivered answers the region remembers by
+	// x-request-id for POST /mock/lookup (default DefaultRequestLogSize).
+	RequestLog int `json:"request_log,omitempty"`
 
 	// Now is the clock used for rate-limit windows, stats and timestamps
 	// (default time.Now). Delays (latency, stalls) always use real time.

@@ -23,6 +23,7 @@ type FaultsResponse struct {
 //	DELETE /mock/faults  clear every fault
 //	GET    /mock/stats   Stats
 //	POST   /mock/reset   zero the stats (204)
+//	POST   /mock/lookup  delivered usage by x-request-id (LookupRequest)
 func (r *Region) serveControl(w http.ResponseWriter, req *http.Request) {
 	switch req.URL.Path {
 	case "/mock/faults":
@@ -45,6 +46,8 @@ func (r *Region) serveControl(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 		controlJSON(w, http.StatusOK, r.Stats())
+	case "/mock/lookup":
+		r.serveLookup(w, req)
 	case "/mock/reset":
 		if req.Method != http.MethodPost {
 			controlError(w, http.StatusMethodNotAllowed, "method not allowed: use POST")

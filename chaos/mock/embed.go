@@ -40,9 +40,9 @@ func (c *call) answerEmbeddings(p *parsedRequest) {
 		}
 		resp.Data[i] = embeddingItem{Object: "embedding", Index: i, Embedding: v}
 	}
-	c.dep.completed(p.promptTokens, 0)
+	u := c.delivered(p.promptTokens, 0)
 	if err := c.writeJSON(http.StatusOK, resp); err != nil {
-		c.dep.uncompleted(p.promptTokens, 0)
+		c.undelivered(u)
 	}
 }
 

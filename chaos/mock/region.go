@@ -32,6 +32,8 @@ type Region struct {
 	mu     sync.Mutex // guards rng and faults
 	rng    *rand.Rand
 	faults map[string]faultState
+
+	reqlog *requestLog
 }
 
 // NewRegion validates cfg (after applying defaults) and builds a Region.
@@ -55,6 +57,7 @@ func NewRegion(cfg RegionConfig) (*Region, error) {
 		closed: make(chan struct{}),
 		rng:    rand.New(rand.NewPCG(uint64(cfg.Seed), h.Sum64())),
 		faults: make(map[string]faultState),
+		reqlog: newRequestLog(cfg.RequestLog),
 	}
 	for _, d := range cfg.Deployments {
 		r.deps[d.Name] = newDeployment(d)
@@ -103,12 +106,14 @@ func (r *Region) Stats() Stats {
 	return s
 }
 
-// Reset zeroes every deployment's statistics (in_flight stays live). Quota
+// Reset zeroes every deployment's statistics (in_flight stays live) and
+// forgets the request log. Quota
 // windows and faults are left alone.
 func (r *Region) Reset() {
 	for _, d := range r.deps {
 		d.resetStats()
 	}
+	r.reqlog.clear()
 }
 
 // requestRand derives a request's private random source from the region's
