@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -74,6 +75,10 @@ func (n *Node) UsageLedger() *ledger.Section {
 	return n.ledger.section
 }
 
+// ledgerJournalFile is the usage ledger's write-ahead journal in the
+// cluster data directory.
+const ledgerJournalFile = "usage-ledger.journal"
+
 // startLedger starts the batcher once the cluster runs; it stops when ctx
 // ends, after a final flush (the cluster is shut down after it).
 func (n *Node) startLedger(ctx context.Context, cl *cluster.Cluster) error {
@@ -88,6 +93,13 @@ func (n *Node) startLedger(ctx context.Context, cl *cluster.Cluster) error {
 	if bc.Logger == nil {
 		bc.Logger = n.cfg.Logger.With("component", "ledger")
 	}
+	if bc.JournalPath == "" && n.cfg.Cluster.DataDir != "" {
+		// The journal lives beside the raft log: a node restarted from its
+		// data directory re-sends what a kill left unapplied.
+		bc.JournalPath = filepath.Join(n.cfg.Cluster.DataDir, ledgerJournalFile)
+	}
+	// NewBatcher replays the journal before the batcher is installed, so
+	// the replayed usage goes first.
 	b, err := ledger.NewBatcher(bc, ledger.ApplierFunc(func(ctx context.Context, body []byte) ([]byte, error) {
 		return cl.ApplySection(ctx, ledger.SectionType, body)
 	}))

@@ -42,8 +42,9 @@ type Config struct {
 	// SeedConfig, in a cluster, is applied once by the leader when the
 	// replicated configuration is still empty (first start of a cluster).
 	SeedConfig *state.Config
-	// Ledger tunes the usage batcher of a cluster node; NodeID, Metrics and
-	// Logger are filled by the node. See ledger.BatcherConfig for defaults.
+	// Ledger tunes the usage batcher of a cluster node; NodeID, Metrics,
+	// Logger and, when the node has a data directory, JournalPath are
+	// filled by the node. See ledger.BatcherConfig for defaults.
 	Ledger ledger.BatcherConfig
 	// Logger is the node's logger. Default slog.Default().
 	Logger *slog.Logger
