@@ -6,7 +6,7 @@ GOFLAGS_STATIC := CGO_ENABLED=0
 FUZZTIME ?= 10s
 PKGS := ./...
 
-.PHONY: help build run test test-short fuzz bench check fmt vet boundaries clean chaos-quota images compose-up compose-down test-deploy observe
+.PHONY: help build run test test-short fuzz bench check fmt vet boundaries clean chaos-quota images compose-up compose-down test-deploy observe k6
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n",$$1,$$2}'
@@ -83,3 +83,6 @@ boundaries:
 
 clean: ## remove build outputs
 	rm -rf $(BIN) .run
+
+k6: ## k6 load tests (surge + usage) against a local 3-node cluster; installs k6 into bin/ if missing
+	GO=$(GO) BIN=$(BIN) ./chaos/k6/run.sh
