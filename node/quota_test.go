@@ -25,8 +25,15 @@ import (
 // deployment whose quota is rpm/tpm, and returns them with the mock.
 func quotaCluster(t *testing.T, rpm, tpm int64) ([]*node.Node, *mock.Region) {
 	t.Helper()
+	return quotaClusterWith(t, rpm, tpm, rpm, tpm, nil)
+}
+
+// quotaClusterWith is quotaCluster with the mock's own quota given apart
+// from the configured one, and a hook to edit the seed configuration.
+func quotaClusterWith(t *testing.T, rpm, tpm, mockRPM, mockTPM int64, edit func(*state.Config)) ([]*node.Node, *mock.Region) {
+	t.Helper()
 	region, err := mock.NewRegion(mock.RegionConfig{Name: "eastus", APIKey: "quota-test-key",
-		Deployments: []mock.DeploymentConfig{{Name: "gpt-4o-mini", RPM: rpm, TPM: tpm}}})
+		Deployments: []mock.DeploymentConfig{{Name: "gpt-4o-mini", RPM: mockRPM, TPM: mockTPM}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,6 +49,9 @@ func quotaCluster(t *testing.T, rpm, tpm int64) ([]*node.Node, *mock.Region) {
 			{ID: "k1", Hash: state.HashKey("sk-one"), Tenant: "t"},
 			{ID: "kb", Hash: state.HashKey("sk-batch"), Tenant: "b"},
 		},
+	}
+	if edit != nil {
+		edit(&seed)
 	}
 	var logw io.Writer = io.Discard
 	if testing.Verbose() {
@@ -598,5 +608,70 @@ func TestClusterDayBudgetIsDurable(t *testing.T) {
 		if code := chat(t, n.APIAddr(), "sk-one"); code != 429 {
 			t.Fatalf("after restarting every node, the spent day budget answered %d", code)
 		}
+	}
+}
+
+// TestClusterUpstreamDrift: the provider's real token quota is half the
+// configured one (as when another client shares the deployment). The
+// x-ratelimit-remaining-tokens headers of its answers let the allocator
+// divide only what the provider has left: the shares settle near the
+// provider's real quota and it answers (almost) no 429s. With the
+// correction turned off the shares stay at the configured quota and only
+// the local adaptive throttle acts on the provider's 429s.
+func TestClusterUpstreamDrift(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster quota test")
+	}
+	const rpm, tpm, mockTPM = 60_000, 60_000, 30_000 // tokens bind: 5,000 per 10 s window at the provider
+	run := func(ignore bool) (share429 float64, accepted, rejected, shares int64) {
+		nodes, region := quotaClusterWith(t, rpm, tpm, rpm, mockTPM, func(c *state.Config) {
+			c.Quota.IgnoreUpstreamHeaders = ignore
+		})
+		waitUntil(t, 15*time.Second, "every node to hold a share", func() bool {
+			for _, n := range nodes {
+				if share(n).Tokens <= 0 {
+					return false
+				}
+			}
+			return true
+		})
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		var codes sync.Map
+		wg.Add(len(nodes))
+		for _, n := range nodes {
+			go load(ctx, n.APIAddr(), "sk-one", 20, &codes, &wg) // ~60 requests/s of ~17 tokens: 2x the provider's quota
+		}
+		// Let the correction (or the throttle) settle, then measure.
+		settle := time.NewTimer(8 * time.Second)
+		<-settle.C
+		region.Reset()
+		measure := time.NewTimer(8 * time.Second)
+		<-measure.C
+		st := region.Stats().Deployments["gpt-4o-mini"]
+		for _, n := range nodes {
+			shares += share(n).Tokens
+		}
+		cancel()
+		wg.Wait()
+		for _, n := range nodes {
+			_ = n.Shutdown(context.Background())
+		}
+		return float64(st.Rejected429) / float64(max(st.Accepted+st.Rejected429, 1)), st.Accepted, st.Rejected429, shares
+	}
+	allow := quota.Allowance(tpm, 10*time.Second)
+	on, accOn, rejOn, sharesOn := run(false)
+	off, accOff, rejOff, sharesOff := run(true)
+	t.Logf("provider quota half the configured one, 8 s after 8 s of load: with drift correction shares sum to %d of %d tokens per window, %d accepted, %d answered 429 (%.2f%%); without, shares %d, %d accepted, %d answered 429 (%.2f%%)",
+		sharesOn, allow, accOn, rejOn, 100*on, sharesOff, accOff, rejOff, 100*off)
+	if sharesOn < allow*40/100 || sharesOn > allow*65/100 {
+		t.Fatalf("with drift correction the shares sum to %d tokens per window, want about the provider's %d", sharesOn, allow/2)
+	}
+	if sharesOff < allow*90/100 {
+		t.Fatalf("without drift correction the shares sum to %d tokens per window, want about the configured %d", sharesOff, allow)
+	}
+	// A few hundred requests in the sample: one 429 is 0.4%.
+	if on > 0.02 {
+		t.Fatalf("with drift correction the provider still answered 429 to %.2f%% of requests", 100*on)
 	}
 }

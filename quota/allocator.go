@@ -59,6 +59,18 @@ type Round struct {
 type Demand struct {
 	Want Grant `json:"want"` // charges asked for, admitted or refused
 	Used Grant `json:"used"` // charges admitted
+	// Upstream is the provider's latest word on its own windows, from the
+	// x-ratelimit-remaining-* headers of an answer; nil when none came
+	// within a window.
+	Upstream *Upstream `json:"up,omitempty"`
+}
+
+// Upstream is what the provider said remained in its windows (-1 for a
+// dimension it did not report), and how long before the report it said so
+// (an age, so no clocks are compared across nodes).
+type Upstream struct {
+	Remaining Grant         `json:"rem"`
+	Age       time.Duration `json:"age"`
 }
 
 // Report is a node's periodic demand report to the allocator.
@@ -94,6 +106,9 @@ type AllocatorConfig struct {
 	// Stale is how old a node's last report may be before the allocator
 	// stops granting it anything new. Default 4 x Interval (2s).
 	Stale time.Duration
+	// IgnoreUpstream turns off drift correction from the provider's
+	// x-ratelimit-remaining-* headers (see Allocator.drift).
+	IgnoreUpstream bool
 }
 
 type ack struct {
@@ -129,6 +144,10 @@ type Allocator struct {
 	reports map[string]lastReport
 	seq     uint64
 	carry   map[string]map[string]Grant
+	// external is, per deployment and dimension, the smoothed part of the
+	// allowance the provider says is used by someone other than this
+	// cluster's admissions (see drift).
+	external map[string]*[numDims]float64
 }
 
 // NewAllocator returns an allocator with no rounds.
@@ -136,7 +155,7 @@ func NewAllocator(cfg AllocatorConfig) *Allocator {
 	if cfg.Stale <= 0 {
 		cfg.Stale = 2 * time.Second
 	}
-	return &Allocator{cfg: cfg, budgets: map[string]Budget{}, acks: map[string]ack{}, reports: map[string]lastReport{}}
+	return &Allocator{cfg: cfg, budgets: map[string]Budget{}, acks: map[string]ack{}, reports: map[string]lastReport{}, external: map[string]*[numDims]float64{}}
 }
 
 // SetConfig replaces the settings.
@@ -280,6 +299,7 @@ func (a *Allocator) Next(now int64, live []string) Round {
 				}
 				continue
 			}
+			total -= a.drift(d, dim, total, holders, now)
 			shares := a.divide(d, dim, total, grantees, holders, now)
 			for i, n := range grantees {
 				g := r.Grants[n][d]
@@ -289,6 +309,100 @@ func (a *Allocator) Next(now int64, live []string) Round {
 		}
 	}
 	return r
+}
+
+// Drift correction. The cluster charges admissions from its own estimate
+// of what the provider will charge; the provider may count more (another
+// client shares the deployment, its quota is lower than configured, or its
+// token estimate differs). Answers carry the provider's remaining
+// allowance, and nodes report the latest one they saw. When a fresh one
+// says less remains than the allowance minus what the holders report they
+// charged, the difference is used by someone else: the allocator divides
+// that much less (plus driftMargin of the allowance), smoothed over rounds
+// and ignored below driftNoise of the allowance. It decays when the
+// provider stops saying so.
+//
+// Only windows of at least driftMinWindow are corrected: the reports of
+// different nodes are up to one interval apart, which is most of a 1 s
+// request window, so there the difference would be noise. The local
+// adaptive throttle (on 429s) covers those.
+const (
+	driftMinWindow = 5 * time.Second
+	driftNoise     = 0.05
+	driftMargin    = 0.03
+	driftMax       = 0.9  // never divide less than a tenth of the allowance
+	driftSmooth    = 0.5  // weight of the newest estimate
+	driftDecay     = 0.8  // per round without a fresh estimate
+	driftFresh     = 0.25 // an observation older than this part of the window is stale
+)
+
+// drift returns how much of total to withhold for deployment d's
+// dimension dim, updating the smoothed estimate.
+func (a *Allocator) drift(d string, dim int, total int64, holders map[string]bool, now int64) int64 {
+	win := a.budgets[d].Windows[dim]
+	if a.cfg.IgnoreUpstream || win < driftMinWindow || total <= 0 {
+		return 0
+	}
+	ext := a.external[d]
+	if ext == nil {
+		ext = &[numDims]float64{}
+		a.external[d] = ext
+	}
+	est, fresh := a.externalUse(d, dim, total, win, holders, now)
+	if fresh {
+		ext[dim] = driftSmooth*float64(est) + (1-driftSmooth)*ext[dim]
+	} else {
+		ext[dim] *= driftDecay
+	}
+	if ext[dim] < driftNoise*float64(total) {
+		return 0
+	}
+	// Once drift shows, a margin keeps the cluster off the provider's
+	// edge: its windows and the nodes' do not line up.
+	return int64(min(ext[dim]+driftMargin*float64(total), driftMax*float64(total)))
+}
+
+// externalUse estimates the allowance used outside the cluster from the
+// freshest upstream observation of any holder. It reports false when no
+// estimate can be made: no fresh observation, or a holder without a fresh
+// report (its charges are unknown).
+func (a *Allocator) externalUse(d string, dim int, total int64, win time.Duration, holders map[string]bool, now int64) (int64, bool) {
+	var used int64
+	best := time.Duration(math.MaxInt64)
+	remaining := int64(-1)
+	for n := range holders {
+		rep, ok := a.reports[n]
+		if !ok || now-rep.at > int64(a.cfg.Stale) {
+			return 0, false
+		}
+		dem := rep.demands[d]
+		used += dem.Used.dim(dim)
+		if up := dem.Upstream; up != nil && up.Remaining.dim(dim) >= 0 {
+			if age := up.Age + time.Duration(now-rep.at); age < best {
+				best, remaining = age, up.Remaining.dim(dim)
+			}
+		}
+	}
+	if remaining < 0 || best > time.Duration(float64(win)*driftFresh) {
+		return 0, false
+	}
+	return max(total-remaining-used, 0), true
+}
+
+// Drift returns the allowance withheld from deployment d for use outside
+// the cluster, per dimension, as of the last round.
+func (a *Allocator) Drift(d string) Grant {
+	ext := a.external[d]
+	if ext == nil {
+		return Grant{}
+	}
+	var g Grant
+	for dim := range numDims {
+		if total := a.budgets[d].Allowance.dim(dim); total > 0 && ext[dim] >= driftNoise*float64(total) {
+			g.set(dim, int64(min(ext[dim]+driftMargin*float64(total), driftMax*float64(total))))
+		}
+	}
+	return g
 }
 
 // divide returns the grants of the grantees for one dimension.

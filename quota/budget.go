@@ -75,6 +75,9 @@ type Deployment struct {
 	// refund says whether settling returns unused tokens. Providers charge
 	// on arrival and do not refund, so the default is false.
 	refund bool
+	// The provider's latest x-ratelimit-remaining-* values (-1 when it
+	// sent none) and when they came (0 = never), reported as Demand.Upstream.
+	remReq, remTok, remAt atomic.Int64
 }
 
 // NewDeployment builds the budget for d with its full quota as capacity.
@@ -94,7 +97,24 @@ func NewDeployment(d *state.Deployment, slots int, refund bool) *Deployment {
 	b.share = Grant{Requests: b.requests.Capacity(), Tokens: b.tokens.Capacity()}
 	b.throttle.Store(math.Float64bits(1))
 	b.lastInter.Store(math.MinInt64 / 2)
+	b.remReq.Store(-1)
+	b.remTok.Store(-1)
 	return b
+}
+
+// ObserveRemaining records what the provider's answer at now said remains
+// in its windows (x-ratelimit-remaining-requests and -tokens; -1 for a
+// header it did not send). The next demand report carries it to the
+// allocator, which corrects drift between the cluster's charges and the
+// provider's. Three stores: a report may pair a value with a neighbouring
+// answer's time, which is harmless at the allocator's precision.
+func (d *Deployment) ObserveRemaining(now, requests, tokens int64) {
+	if requests < 0 && tokens < 0 {
+		return
+	}
+	d.remReq.Store(requests)
+	d.remTok.Store(tokens)
+	d.remAt.Store(now)
 }
 
 // Reservation is a charge made on admission, settled when usage is known.
@@ -262,10 +282,14 @@ func (d *Deployment) Capacity() (requests, tokens int64) {
 // Demand returns what was asked for (admitted or refused) and what was
 // charged within the windows ending at now.
 func (d *Deployment) Demand(now int64) Demand {
-	return Demand{
+	dem := Demand{
 		Want: Grant{Requests: d.wantReq.Used(now), Tokens: d.wantTok.Used(now)},
 		Used: Grant{Requests: d.requests.Used(now), Tokens: d.tokens.Used(now)},
 	}
+	if at := d.remAt.Load(); at != 0 && now-at < int64(d.tokens.Length()) {
+		dem.Upstream = &Upstream{Remaining: Grant{Requests: d.remReq.Load(), Tokens: d.remTok.Load()}, Age: time.Duration(max(now-at, 0))}
+	}
+	return dem
 }
 
 // Windows returns the lengths of the request and token windows.

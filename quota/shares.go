@@ -343,6 +343,7 @@ func (s *Shares) runSender(ctx context.Context, send chan []byte) {
 func (s *Shares) runAllocator(ctx context.Context) {
 	var alloc *Allocator
 	var learnUntil, started int64
+	drift := map[string]Grant{} // withheld per deployment, as last logged
 	q := s.settings.Load().q
 	tick := time.NewTicker(q.Interval.D())
 	defer tick.Stop()
@@ -396,6 +397,13 @@ func (s *Shares) runAllocator(ctx context.Context) {
 				alloc.SetCarry(s.carry(rounds[len(rounds)-1], live))
 			}
 			round := alloc.Next(s.now(), live)
+			for d := range st.budgets {
+				g := alloc.Drift(d)
+				if g != drift[d] {
+					s.cfg.Logger.Info("quota drift correction", "deployment", d, "withheld_tokens", g.Tokens, "withheld_requests", g.Requests)
+					drift[d] = g
+				}
+			}
 			body, err := json.Marshal(round)
 			if err != nil {
 				continue
@@ -494,5 +502,7 @@ func allocatorConfig(q state.QuotaSettings) AllocatorConfig {
 		ClockMargin:  q.ClockMargin.D(),
 		Floor:        q.Floor,
 		Stale:        4 * q.Interval.D(),
+
+		IgnoreUpstream: q.IgnoreUpstreamHeaders,
 	}
 }

@@ -47,6 +47,11 @@ type QuotaSettings struct {
 	// BatchQueue bounds the batch requests waiting for budget on one node.
 	// Default 256.
 	BatchQueue int `json:"batch_queue,omitempty"`
+	// IgnoreUpstreamHeaders turns off drift correction: by default the
+	// allocator divides less of a deployment's token budget when the
+	// provider's x-ratelimit-remaining-tokens says someone else uses part
+	// of it. Default false.
+	IgnoreUpstreamHeaders bool `json:"ignore_upstream_headers,omitempty"`
 }
 
 // Default quota settings.
