@@ -445,6 +445,11 @@ func (c *call) attempt(ctx context.Context, tg *target, res quota.Reservation) o
 		r.metrics.upstream(tg.dep.Name, "client_error")
 		return c.relayBody(tg, res, resp)
 	}
+	// The provider's own count of what remains corrects the cluster's
+	// (see quota.Allocator's drift correction).
+	if rr, rt := remainingHeader(resp.Header, "X-Ratelimit-Remaining-Requests"), remainingHeader(resp.Header, "X-Ratelimit-Remaining-Tokens"); rr >= 0 || rt >= 0 {
+		tg.budget.ObserveRemaining(now.UnixNano(), rr, rt)
+	}
 	if c.parsed.Stream && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		return c.relayStream(actx, tg, res, resp, sent)
 	}
@@ -527,6 +532,7 @@ func (c *call) relayStream(actx context.Context, tg *target, res quota.Reservati
 	rc := http.NewResponseController(c.w)
 	er := wire.NewEventReader(resp.Body)
 	var chunks int64
+	unflushed := false // written to the client since the last flush
 	for {
 		data, err := er.Next()
 		if err != nil {
@@ -576,22 +582,27 @@ func (c *call) relayStream(actx context.Context, tg *target, res quota.Reservati
 		if hasUsage {
 			c.usage, c.haveUsage = u, true
 		}
-		if usageOnly && !c.parsed.IncludeUsage {
-			continue
+		if !usageOnly || c.parsed.IncludeUsage {
+			if !usageOnly {
+				chunks++
+				c.cacheChunk(data)
+			}
+			if werr := wire.WriteEvent(c.w, data); werr != nil {
+				c.rec.Status = 499
+				c.settleStream(tg, res, chunks)
+				return outGone
+			}
+			unflushed = true
 		}
-		if !usageOnly {
-			chunks++
-			c.cacheChunk(data)
-		}
-		if werr := wire.WriteEvent(c.w, data); werr != nil {
-			c.rec.Status = 499
-			c.settleStream(tg, res, chunks)
-			return outGone
-		}
-		if werr := rc.Flush(); werr != nil {
-			c.rec.Status = 499
-			c.settleStream(tg, res, chunks)
-			return outGone
+		// Chunks that arrived together are flushed together; none waits
+		// for more input unflushed.
+		if unflushed && !er.Buffered() {
+			if werr := rc.Flush(); werr != nil {
+				c.rec.Status = 499
+				c.settleStream(tg, res, chunks)
+				return outGone
+			}
+			unflushed = false
 		}
 	}
 }
@@ -732,4 +743,18 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// remainingHeader parses an x-ratelimit-remaining-* value (a non-negative
+// integer); -1 when it is absent or malformed.
+func remainingHeader(h http.Header, key string) int64 {
+	vs := h[key]
+	if len(vs) == 0 {
+		return -1
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(vs[0]), 10, 64)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
 }

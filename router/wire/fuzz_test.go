@@ -191,6 +191,24 @@ func FuzzEventReader(f *testing.F) {
 				t.Fatalf("%s: events %q, want %q", name, got, want)
 			}
 		}
+		// Buffered never promises an event that Next would wait for.
+		for name, src := range map[string]io.Reader{
+			"whole": bytes.NewReader(stream),
+			"half":  iotest.HalfReader(bytes.NewReader(stream)),
+		} {
+			g := &gatedReader{r: src}
+			er := NewEventReaderSize(g, 1<<16)
+			for i := 0; ; i++ {
+				g.forbid = er.Buffered()
+				_, err := er.Next()
+				if g.forbid && (g.readWhileForbidden || err != nil) {
+					t.Fatalf("%s: Buffered was true before event %d, but Next read more input (%v) or failed (%v)", name, i, g.readWhileForbidden, err)
+				}
+				if err != nil {
+					break
+				}
+			}
+		}
 		for _, data := range want { // WriteEvent frames what it reads back
 			var buf bytes.Buffer
 			WriteEvent(&buf, []byte(data))
@@ -200,4 +218,18 @@ func FuzzEventReader(f *testing.F) {
 			}
 		}
 	})
+}
+
+// gatedReader records a Read made while forbid is set.
+type gatedReader struct {
+	r                  io.Reader
+	forbid             bool
+	readWhileForbidden bool
+}
+
+func (g *gatedReader) Read(p []byte) (int, error) {
+	if g.forbid {
+		g.readWhileForbidden = true
+	}
+	return g.r.Read(p)
 }

@@ -77,6 +77,35 @@ func (r *EventReader) Next() ([]byte, error) {
 	}
 }
 
+// Buffered reports whether the input already read holds another complete
+// event with data, so that the next call to Next returns it without
+// waiting for input. A relay flushes only when it is false: chunks that
+// arrived together leave together, and none waits for the network. It
+// errs toward false (an event in an unusual form, a lone CR line break
+// say, is not recognised), which only costs an early flush.
+func (r *EventReader) Buffered() bool {
+	if r.err != nil {
+		return false
+	}
+	rest := r.buf[r.scan:r.end]
+	i := bytes.Index(rest, lfLF)
+	if j := bytes.Index(rest, crlfCRLF); j >= 0 && (i < 0 || j < i) {
+		i = j
+	}
+	if i < 0 {
+		return false
+	}
+	ev := rest[:i]
+	return bytes.HasPrefix(ev, dataField) || bytes.Contains(ev, lfData)
+}
+
+var (
+	lfLF      = []byte("\n\n")
+	crlfCRLF  = []byte("\r\n\r\n")
+	dataField = []byte("data")
+	lfData    = []byte("\ndata")
+)
+
 // finish handles the end of input: a last line without line break, and a
 // last event without blank line, are taken only at a clean end.
 func (r *EventReader) finish() ([]byte, error) {

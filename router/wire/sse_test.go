@@ -154,3 +154,49 @@ func TestWriteEvent(t *testing.T) {
 		}
 	}
 }
+
+// TestEventReaderBuffered: Buffered is true only when a complete event with
+// data is already read, so a relay may hold its flush without delaying any
+// chunk behind the network.
+func TestEventReaderBuffered(t *testing.T) {
+	tests := []struct {
+		name  string
+		input string // all of it arrives in one read
+		want  []bool // Buffered after each event
+	}{
+		{"two events together", "data: a\n\ndata: b\n\n", []bool{true, false}},
+		{"second event partial", "data: a\n\ndata: b\n", []bool{false}},
+		{"crlf", "data: a\r\n\r\ndata: b\r\n\r\n", []bool{true, false}},
+		{"comment only next", "data: a\n\n: keep-alive\n\n", []bool{false}},
+		{"event name then data", "data: a\n\nevent: x\ndata: b\n\n", []bool{true, false}},
+		{"done follows", "data: {}\n\ndata: [DONE]\n\n", []bool{true, false}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			er := NewEventReader(&onceReader{b: []byte(tc.input)})
+			for i, want := range tc.want {
+				if _, err := er.Next(); err != nil {
+					t.Fatalf("event %d: %v", i, err)
+				}
+				if got := er.Buffered(); got != want {
+					t.Fatalf("Buffered after event %d = %v, want %v", i, got, want)
+				}
+			}
+		})
+	}
+}
+
+// onceReader returns b in one read, then blocks forever as a quiet
+// upstream would (a test fails by timing out if Next reads again).
+type onceReader struct {
+	b    []byte
+	done bool
+}
+
+func (o *onceReader) Read(p []byte) (int, error) {
+	if o.done {
+		select {}
+	}
+	o.done = true
+	return copy(p, o.b), nil
+}
