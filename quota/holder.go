@@ -27,6 +27,10 @@ type Holder struct {
 	cur     *Round
 	applied uint64
 	state   atomic.Pointer[HolderState]
+	// granted names the budgets some round has granted this holder. A
+	// budget no round has named yet (a tenant created since the newest
+	// round) keeps the capacity it started with until one does.
+	granted map[string]bool
 }
 
 // HolderState is what a holder last applied, for metrics and status.
@@ -59,7 +63,7 @@ func (p LeasePhase) String() string {
 // by budgets (called on each change). Until its first round every budget
 // admits nothing: a share is only what the allocator granted.
 func NewHolder(name string, budgets func() map[string]Shareable) *Holder {
-	h := &Holder{Name: name, budgets: budgets}
+	h := &Holder{Name: name, budgets: budgets, granted: map[string]bool{}}
 	h.state.Store(&HolderState{})
 	return h
 }
@@ -78,6 +82,9 @@ func (h *Holder) Apply(r Round, now int64) {
 	}
 	h.applied = r.Seq
 	h.cur = &r
+	for name := range r.Grants[h.Name] {
+		h.granted[name] = true
+	}
 	h.Tick(now)
 }
 
@@ -110,6 +117,11 @@ func (h *Holder) Tick(now int64) {
 	in := make(map[string]Grant, len(mine))
 	for name, b := range h.budgets() {
 		g, ok := mine[name]
+		if !ok && !h.granted[name] && ph != PhaseExpired {
+			// New since the round was issued: keep the starting capacity
+			// (a tenant's provisional floor) until a round names it.
+			continue
+		}
 		switch {
 		case !ok || ph == PhaseNone || ph == PhaseExpired:
 			g = Grant{}
