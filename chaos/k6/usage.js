@@ -11,9 +11,9 @@
 //              request, 3 requests/s
 //
 // setup() then sends each tenant one small request per node until every
-// node answers 200: a node refuses a new tenant with limits until the quota
-// allocator has granted it a share (up to a second). Those requests are
-// counted like the others (usage_warmup shows how many).
+// node answers 200: a follower knows a new key only once the configuration
+// write has replicated to it. Those requests are counted like the others
+// (usage_warmup shows how many).
 //
 // Each tenant is a constant-arrival-rate scenario for USAGE_DURATION
 // (default 40s), requests spread round-robin over the nodes. The rates stay
@@ -125,9 +125,8 @@ export function setup() {
 }
 
 // warmUp sends one small request of role to every node until each answers
-// 200. A node refuses a new tenant with limits (429) until the quota
-// allocator has granted it a share of them, which takes up to a second
-// after the tenant is created. The warm-up requests are in the ledger too,
+// 200: a follower refuses a key it does not know yet, until the write that
+// created it has replicated. The warm-up requests are in the ledger too,
 // so they are added to the two diff counters (and to usage_warmup) but not
 // to the success rate.
 function warmUp(data, role) {
