@@ -6,7 +6,7 @@ GOFLAGS_STATIC := CGO_ENABLED=0
 FUZZTIME ?= 10s
 PKGS := ./...
 
-.PHONY: help build run test test-short fuzz bench check fmt vet boundaries clean chaos-quota images compose-up compose-down test-deploy observe k6
+.PHONY: help build run test test-short fuzz bench check fmt vet boundaries clean chaos-quota images compose-up compose-down test-deploy observe k6 bench-soak
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n",$$1,$$2}'
@@ -42,9 +42,12 @@ fuzz: ## run each fuzz target for FUZZTIME (default 10s)
 	done
 
 BENCH_DURATION ?= 3s
-bench: ## print figures: admission/parse ns/op and allocs, then added latency vs the mock and a bare proxy
+bench: ## print figures: admission/parse ns/op, then Sluice vs the mock, a bare proxy and a 3-node cluster (BENCH_JSON=file)
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 ./quota/ ./router/...
-	$(GO) run ./chaos/cmd/bench -duration $(BENCH_DURATION)
+	$(GO) run ./chaos/cmd/bench -duration $(BENCH_DURATION) $(if $(BENCH_JSON),-json $(BENCH_JSON))
+
+bench-soak: ## 10-minute soak through one node at 2,000 req/s with 100 streams open, RSS every 10 s
+	$(GO) run ./chaos/cmd/bench -soak 10m
 
 CHAOS_QUOTA_DURATION ?= 2m
 chaos-quota: ## quota acceptance on 3 real processes: 1.5x load, calm half then a SIGKILL every 20 s (CHAOS_QUOTA_DURATION, default 2m)

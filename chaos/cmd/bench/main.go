@@ -1,157 +1,252 @@
-// Command bench measures what Sluice adds: in one run, against the same
-// zero-latency mock provider, it offers open-loop load at fixed rates
-// directly to the mock, through a bare httputil.ReverseProxy (what any Go
-// proxy pays) and through a Sluice node, and prints latency quantiles,
-// achieved rates and the ratios between them.
 package main
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
-	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
-	"strconv"
+	"os/signal"
+	"runtime"
+	"slices"
 	"strings"
-	"text/tabwriter"
+	"syscall"
 	"time"
 
 	"github.com/sluicehq/sluice/chaos/load"
-	"github.com/sluicehq/sluice/chaos/mock"
-	"github.com/sluicehq/sluice/cluster/state"
-	"github.com/sluicehq/sluice/node"
 )
 
 const (
 	mockKey  = "bench-mock-key"
 	benchKey = "sk-bench"
-	body     = `{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Summarise the plot of Hamlet in two sentences."}],"max_tokens":32}`
 )
 
+// options are the command line of a run.
+type options struct {
+	rates     []int
+	dur       time.Duration
+	warmup    time.Duration
+	workers   int
+	timeout   time.Duration
+	rounds    int
+	stream    bool
+	streams   int
+	checkRate int
+	targets   []string
+	jsonOut   string
+	soak      time.Duration
+	sluiceBin string
+	profile   string
+	keep      bool
+}
+
 func main() {
-	rates := flag.String("rates", "500,1000,2000", "offered rates, requests per second")
-	dur := flag.Duration("duration", 5*time.Second, "load per rate and target")
-	stream := flag.Bool("stream", true, "also measure streaming (time to first byte)")
-	jsonOut := flag.String("json", "", "write results as JSON to this file")
+	if len(os.Args) > 1 && subcommands[os.Args[1]] != nil {
+		os.Exit(runSubcommand(os.Args[1], os.Args[2:]))
+	}
+	var o options
+	rates := flag.String("rates", "500,2000,5000", "open-loop offered rates, requests per second")
+	flag.DurationVar(&o.dur, "duration", 4*time.Second, "measured load per phase (target, mode and rate)")
+	flag.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "unmeasured load before each phase")
+	flag.IntVar(&o.workers, "workers", 64, "concurrent workers of the closed-loop (maximum throughput) phases; 0 skips them")
+	flag.DurationVar(&o.timeout, "timeout", 2*time.Second, "per-request timeout; bounds how long an overloaded phase drains")
+	flag.IntVar(&o.rounds, "rounds", 4, "interleaved rounds per phase: each gives every target duration/rounds in turn")
+	flag.BoolVar(&o.stream, "stream", true, "also measure streaming answers (time to first byte)")
+	flag.IntVar(&o.streams, "streams", 100, "slow streams held open in an extra JSON phase at -check-rate (0: no such phase)")
+	flag.IntVar(&o.checkRate, "check-rate", 2000, "open-loop rate the targets are checked at")
+	targets := flag.String("targets", strings.Join([]string{targetDirect, targetBare, targetSluice, targetCluster}, ","), "targets to measure")
+	flag.StringVar(&o.jsonOut, "json", "", "write the results as JSON to this file")
+	flag.DurationVar(&o.soak, "soak", 0, "instead: run one -check-rate phase through one node this long and sample its RSS every 10s")
+	flag.StringVar(&o.sluiceBin, "sluice-bin", "", "sluice binary to run (default: build node/cmd/sluice)")
+	flag.StringVar(&o.profile, "profile", "", "run the single node with pprof and write its CPU profiles at -check-rate to this directory")
+	flag.BoolVar(&o.keep, "keep", false, "keep the scratch directory (the processes' logs and data) and print its path")
 	flag.Parse()
-	if err := run(*rates, *dur, *stream, *jsonOut); err != nil {
+	var err error
+	if o.rates, err = parseRates(*rates); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	for _, t := range strings.Split(*targets, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			o.targets = append(o.targets, t)
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		stop()
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func listen(h http.Handler) (string, func(), error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
+// phases lists the phases of a run in order. The held-streams phase goes
+// first, so that the peak RSS it reports (VmHWM cannot be reset) is its
+// own and not that of a heavier phase before it. Then the open loop by
+// rising rate, JSON then stream, so that a target saturated at one rate
+// can skip the higher ones; the closed loop last.
+func phases(o options) []phase {
+	var out []phase
+	if o.streams > 0 && slices.Contains(o.rates, o.checkRate) {
+		out = append(out, phase{mode: modeStreams, loop: loopOpen, rate: o.checkRate, streams: o.streams})
 	}
-	srv := &http.Server{Handler: h}
-	go func() { _ = srv.Serve(ln) }()
-	return "http://" + ln.Addr().String(), func() { _ = srv.Close() }, nil
+	modes := []string{modeJSON}
+	if o.stream {
+		modes = append(modes, modeStream)
+	}
+	for _, r := range o.rates {
+		for _, m := range modes {
+			out = append(out, phase{mode: m, loop: loopOpen, rate: r})
+		}
+	}
+	if o.workers > 0 {
+		for _, m := range modes {
+			out = append(out, phase{mode: m, loop: loopClosed, workers: o.workers})
+		}
+	}
+	return out
 }
 
-func run(rateList string, dur time.Duration, stream bool, jsonOut string) error {
-	region, err := mock.NewRegion(mock.RegionConfig{Name: "bench", APIKey: mockKey,
-		Deployments: []mock.DeploymentConfig{{Name: "gpt-4o-mini", Completion: mock.CompletionConfig{MeanTokens: 16}}}})
+func run(ctx context.Context, o options) (err error) {
+	began := time.Now()
+	dir, err := os.MkdirTemp("", "sluice-bench-")
 	if err != nil {
-		return err
+		return fmt.Errorf("scratch dir: %w", err)
 	}
-	defer region.Close()
-	mockURL, stopMock, err := listen(region)
-	if err != nil {
-		return err
-	}
-	defer stopMock()
-
-	u, _ := url.Parse(mockURL)
-	rp := httputil.NewSingleHostReverseProxy(u)
-	rp.Transport = &http.Transport{MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096}
-	rp.FlushInterval = -1
-	rp.ErrorLog = nil
-	proxyURL, stopProxy, err := listen(rp)
-	if err != nil {
-		return err
-	}
-	defer stopProxy()
-
-	os.Setenv("BENCH_MOCK_KEY", mockKey)
-	n := node.New(node.Config{APIAddr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	err = n.Install(state.Config{
-		Providers:   []state.Provider{{Name: "mock", Kind: state.KindAzure, Endpoint: mockURL, APIKey: "env:BENCH_MOCK_KEY"}},
-		Deployments: []state.Deployment{{Name: "bench-chat", Provider: "mock", Upstream: "gpt-4o-mini"}},
-		Models:      []state.Model{{Name: "gpt-4o-mini", Deployments: []string{"bench-chat"}}},
-		Tenants:     []state.Tenant{{Name: "bench"}},
-		Keys:        []state.Key{{ID: "bench", Hash: state.HashKey(benchKey), Tenant: "bench"}},
-	})
-	if err != nil {
-		return err
-	}
-	if err := n.Start(); err != nil {
-		return err
-	}
-	defer n.Shutdown(context.Background())
-
-	azurePath := "/openai/deployments/gpt-4o-mini/chat/completions?api-version=2024-10-21"
-	mkTargets := func(streaming bool) []load.Target {
-		b := []byte(body)
-		if streaming {
-			b = []byte(strings.Replace(body, `"max_tokens":32`, `"max_tokens":32,"stream":true`, 1))
+	defer func() {
+		if o.keep {
+			fmt.Fprintf(os.Stderr, "bench: logs kept in %s\n", dir)
+			return
 		}
-		return []load.Target{
-			{Name: "direct", URL: mockURL + azurePath, Body: b, Stream: streaming, Headers: http.Header{"Api-Key": {mockKey}, "Content-Type": {"application/json"}}},
-			{Name: "bare-proxy", URL: proxyURL + azurePath, Body: b, Stream: streaming, Headers: http.Header{"Api-Key": {mockKey}, "Content-Type": {"application/json"}}},
-			{Name: "sluice", URL: "http://" + n.APIAddr() + "/v1/chat/completions", Body: b, Stream: streaming, Headers: http.Header{"Authorization": {"Bearer " + benchKey}, "Content-Type": {"application/json"}}},
+		_ = os.RemoveAll(dir)
+	}()
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("own binary: %w", err)
+	}
+	e := &env{dir: dir, self: self, sluiceBin: o.sluiceBin, profile: o.profile != ""}
+	want := func(t string) bool { return slices.Contains(o.targets, t) }
+	if o.soak > 0 {
+		o.targets = []string{targetDirect, targetSluice}
+	}
+	needBin := want(targetCluster) || (want(targetSluice) && !e.profile)
+	if needBin && e.sluiceBin == "" {
+		fmt.Fprintln(os.Stderr, "bench: building sluice")
+		if e.sluiceBin, err = buildSluice(ctx, dir); err != nil {
+			return err
 		}
 	}
-	var all []load.Result
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "mode\ttarget\toffered/s\tachieved/s\tok\terrors\tp50\tp90\tp99\tp99.9\tttfb p99\t")
-	modes := []bool{false}
-	if stream {
-		modes = append(modes, true)
+
+	// Start the systems; the mock first, since every other one ends at it.
+	var systems []*system
+	defer func() { stopAll(systems...) }()
+	mockSys, err := startMock(ctx, e)
+	if err != nil {
+		return err
 	}
-	ctx := context.Background()
-	for _, rs := range strings.Split(rateList, ",") {
-		rate, err := strconv.Atoi(strings.TrimSpace(rs))
-		if err != nil || rate <= 0 {
-			return fmt.Errorf("bad rate %q", rs)
+	systems = append(systems, mockSys)
+	starters := []struct {
+		name  string
+		start func(context.Context, *env) (*system, error)
+	}{{targetBare, startBare}, {targetSluice, startSluice}, {targetCluster, startCluster}}
+	for _, s := range starters {
+		if !want(s.name) {
+			continue
 		}
-		for _, streaming := range modes {
-			mode := map[bool]string{false: "json", true: "stream"}[streaming]
-			byName := map[string]load.Result{}
-			for _, t := range mkTargets(streaming) {
-				// Warm connections, then measure.
-				load.Run{Rate: rate, Duration: 300 * time.Millisecond}.Do(ctx, t)
-				r := load.Run{Rate: rate, Duration: dur}.Do(ctx, t)
-				byName[t.Name] = r
-				all = append(all, r)
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%d\t%d\t%v\t%v\t%v\t%v\t%v\t\n", mode, t.Name, rate, r.Achieved, r.Statuses[200],
-					r.Errors+r.Sent-r.Statuses[200], us(r.Latency.P50), us(r.Latency.P90), us(r.Latency.P99), us(r.Latency.P999), us(r.TTFB.P99))
+		fmt.Fprintf(os.Stderr, "bench: starting %s\n", s.name)
+		sys, err := s.start(ctx, e)
+		if err != nil {
+			return err
+		}
+		systems = append(systems, sys)
+	}
+	var measured []*system
+	for _, s := range systems {
+		if want(s.name) {
+			measured = append(measured, s)
+		}
+	}
+
+	client := load.NewClient()
+	defer client.CloseIdleConnections()
+	r := &runner{mock: mockSys, dur: o.dur, warmup: o.warmup, timeout: o.timeout, rounds: o.rounds, client: client, profDir: o.profile, profAt: o.checkRate}
+	rep := &Report{Started: began.UTC(), PhaseDuration: o.dur.String(), Warmup: o.warmup.String(), CPUs: runtime.NumCPU(),
+		Rates: o.rates, Workers: o.workers, Rounds: o.rounds, Streams: o.streams}
+
+	if o.soak > 0 {
+		var sluice *system
+		for _, s := range measured {
+			if s.name == targetSluice {
+				sluice = s
 			}
-			d, b, s := byName["direct"], byName["bare-proxy"], byName["sluice"]
-			fmt.Fprintf(tw, "%s\tsluice vs direct\t%d\t\t\t\t+%v\t\t+%v\t\t\t\n", mode, rate, us(s.Latency.P50-d.Latency.P50), us(s.Latency.P99-d.Latency.P99))
-			fmt.Fprintf(tw, "%s\tsluice / bare proxy\t%d\t\t\t\t%.2fx\t\t%.2fx\t\t\t\n", mode, rate, ratio(s.Latency.P50, b.Latency.P50), ratio(s.Latency.P99, b.Latency.P99))
+		}
+		fmt.Fprintf(os.Stderr, "bench: soak at %d/s for %v\n", o.checkRate, o.soak)
+		m, s, err := r.soak(ctx, sluice, o.checkRate, o.streams, o.soak)
+		if err != nil {
+			return err
+		}
+		rep.Results, rep.Soak, rep.PhaseDuration = []Measurement{m}, s, o.soak.String()
+		rep.Checks = append(rep.Checks, soakCheck(s, m))
+	} else {
+		// satAt[target/mode] is the lowest open-loop rate that target
+		// could not keep up with; higher rates would only queue.
+		satAt := map[string]int{}
+		for _, ph := range phases(o) {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var active []*system
+			for _, sys := range measured {
+				if at, ok := satAt[sys.name+"/"+ph.mode]; ok && ph.loop == loopOpen && ph.rate > at {
+					fmt.Fprintf(os.Stderr, "bench: %-12s %-6s %-12s %d/s skipped: saturated at %d/s\n", ph.mode, ph.loop, sys.name, ph.rate, at)
+					rep.Skipped = append(rep.Skipped, fmt.Sprintf("%s %s at %d/s (saturated at %d/s)", sys.name, ph.mode, ph.rate, at))
+					continue
+				}
+				active = append(active, sys)
+			}
+			ms, err := r.measure(ctx, active, ph)
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", ph.mode, ph.loop, err)
+			}
+			for _, m := range ms {
+				key := m.Target + "/" + m.Mode
+				if _, ok := satAt[key]; m.Saturated && !ok {
+					satAt[key] = ph.rate
+				}
+				progress(m)
+			}
+			rep.Results = append(rep.Results, ms...)
+		}
+		rep.Comparisons = compare(rep.Results)
+		rep.Checks = checks(rep.Results, o.checkRate)
+	}
+	rep.RuntimeSeconds = time.Since(began).Seconds()
+	printTable(os.Stdout, rep)
+	if o.profile != "" {
+		fmt.Printf("profiles in %s (go tool pprof -top -cum FILE)\n", o.profile)
+	}
+	if o.jsonOut != "" {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return fmt.Errorf("json: %w", err)
+		}
+		if err := os.WriteFile(o.jsonOut, b, 0o644); err != nil {
+			return fmt.Errorf("json: %w", err)
 		}
 	}
-	tw.Flush()
-	if jsonOut != "" {
-		b, _ := json.MarshalIndent(all, "", "  ")
-		return os.WriteFile(jsonOut, b, 0o644)
+	if ctx.Err() != nil {
+		return errors.New("interrupted")
 	}
 	return nil
 }
 
-func us(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d.Microseconds())/1000) }
-
-func ratio(a, b time.Duration) float64 {
-	if b <= 0 {
-		return 0
+// progress prints one line per phase on standard error while a run goes.
+func progress(m Measurement) {
+	what := fmt.Sprintf("%d/s", m.OfferedRate)
+	if m.Loop == loopClosed {
+		what = fmt.Sprintf("max with %d workers", m.Workers)
 	}
-	return float64(a) / float64(b)
+	fmt.Fprintf(os.Stderr, "bench: %-12s %-6s %-12s %-10s achieved %6.0f/s p50 %.3f ms p99 %.3f ms failed %d (timeouts %d)\n",
+		m.Mode, m.Loop, m.Target, what, m.Achieved, ms(m.Latency.P50), ms(m.Latency.P99), m.Failed, m.Timeouts)
 }
