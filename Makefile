@@ -6,7 +6,7 @@ GOFLAGS_STATIC := CGO_ENABLED=0
 FUZZTIME ?= 10s
 PKGS := ./...
 
-.PHONY: help build run test test-short fuzz bench check fmt vet boundaries clean chaos-quota images compose-up compose-down test-deploy observe k6 bench-soak
+.PHONY: help build run test test-short fuzz bench check fmt vet boundaries clean chaos-quota images compose-up compose-down test-deploy observe k6 bench-soak chaos chaos-long
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n",$$1,$$2}'
@@ -52,6 +52,12 @@ bench-soak: ## 10-minute soak through one node at 2,000 req/s with 100 streams o
 CHAOS_QUOTA_DURATION ?= 2m
 chaos-quota: ## quota acceptance on 3 real processes: 1.5x load, calm half then a SIGKILL every 20 s (CHAOS_QUOTA_DURATION, default 2m)
 	set -o pipefail; SLUICE_CHAOS_QUOTA=$(CHAOS_QUOTA_DURATION) $(GO) test -count=1 -v -timeout 15m -run '^TestChaos(Quota|Partition)$$' ./node/ 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok )|chaos_(quota|partition)_test'
+
+CHAOS_SEED ?= 1
+chaos: build ## chaos suite, bounded (every fault once under load, about 3.5 min): report, summary and chart in .run/chaos/
+	$(GO) run ./chaos/cmd/chaos -schedule ci -seed $(CHAOS_SEED) -bin $(BIN)
+chaos-long: build ## chaos suite, 10 min: SIGKILL a random node every 20 s, restart after 5 s, load 1.5x the budget
+	$(GO) run ./chaos/cmd/chaos -schedule long -seed $(CHAOS_SEED) -bin $(BIN)
 
 COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 images: ## build the FROM scratch images sluice:dev, sluice-mockllm:dev, sluice-front:dev
