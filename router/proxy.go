@@ -69,7 +69,7 @@ func (r *Router) serve(w http.ResponseWriter, req *http.Request, ep wire.Endpoin
 // run returns the status answered (499 when the client went away first).
 func (c *call) run(pathModel string) int {
 	r := c.r
-	c.tab = r.table.Load()
+	c.tab = r.loadTable(c.req.Context())
 	if c.tab == nil {
 		return c.fail(errNotReady)
 	}

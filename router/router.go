@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -58,6 +59,12 @@ type Config struct {
 	// bytes plus a small overhead each). The cache exists only once a
 	// policy enables it. Default 256 MiB.
 	CacheBytes int64
+	// NotReadyWait is how long an API request that arrives before the
+	// first configuration (a node still starting or catching up) waits for
+	// it before the 503 answer. Default 5s: a restarted cluster node
+	// catches up in 2 to 3 s, and a client behind DNS would otherwise see
+	// errors from a node that is about to serve.
+	NotReadyWait time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -93,6 +100,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CacheBytes <= 0 {
 		c.CacheBytes = 256 << 20
+	}
+	if c.NotReadyWait <= 0 {
+		c.NotReadyWait = 5 * time.Second
 	}
 }
 
@@ -154,10 +164,16 @@ type Router struct {
 	// batchWaiting counts batch requests waiting for budget (priority.go).
 	batchWaiting  atomic.Int64
 	batchWaitHist *metrics.PrometheusHistogram
+
+	// configured is closed by the first Update; configWaiting counts the
+	// requests waiting for it.
+	configured    chan struct{}
+	configOnce    sync.Once
+	configWaiting atomic.Int64
 }
 
-// New returns a router with no configuration: every API request answers
-// 503 until Update installs a snapshot.
+// New returns a router with no configuration: API requests wait up to
+// Config.NotReadyWait for Update to install a snapshot, then answer 503.
 func New(cfg Config) *Router {
 	cfg.setDefaults()
 	r := &Router{
@@ -165,6 +181,8 @@ func New(cfg Config) *Router {
 		client:  &http.Client{Transport: cfg.Transport, CheckRedirect: noRedirect},
 		est:     wire.NewEstimator(),
 		healths: map[string]*health{},
+
+		configured: make(chan struct{}),
 	}
 	r.budget.floor = cfg.RetryFloor
 	r.metrics = newRouterMetrics(cfg.Metrics, r)
@@ -174,6 +192,28 @@ func New(cfg Config) *Router {
 }
 
 func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// loadTable returns the routing table, waiting up to NotReadyWait for the
+// first one (nil if none came in time or the client went away).
+func (r *Router) loadTable(ctx context.Context) *table {
+	if t := r.table.Load(); t != nil {
+		return t
+	}
+	r.configWaiting.Add(1)
+	defer r.configWaiting.Add(-1)
+	wait := time.NewTimer(r.cfg.NotReadyWait)
+	defer wait.Stop()
+	select {
+	case <-r.configured:
+	case <-wait.C:
+	case <-ctx.Done():
+	}
+	return r.table.Load()
+}
+
+// WaitingForConfig returns how many requests wait for the first
+// configuration.
+func (r *Router) WaitingForConfig() int64 { return r.configWaiting.Load() }
 
 // Update installs a new configuration snapshot. It builds the routing table
 // off the request path and swaps it in atomically; requests already running
@@ -245,6 +285,7 @@ func (r *Router) Update(snap *state.Snapshot) {
 		}
 	}
 	r.table.Store(t)
+	r.configOnce.Do(func() { close(r.configured) })
 }
 
 // cacheWanted reports whether a policy of snap enables the response cache.
@@ -345,7 +386,7 @@ type modelObject struct {
 // authed loads the table and authenticates the caller, answering the
 // error itself when either fails.
 func (r *Router) authed(w http.ResponseWriter, req *http.Request) (*table, *state.ResolvedKey, bool) {
-	t := r.table.Load()
+	t := r.loadTable(req.Context())
 	if t == nil {
 		writeError(w, errNotReady)
 		return nil, nil, false
