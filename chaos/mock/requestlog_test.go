@@ -6,8 +6,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"time"
 	"testing"
+	"time"
 )
 
 // TestLookup: POST /mock/lookup returns, per x-request-id, the usage the
