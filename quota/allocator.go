@@ -332,7 +332,7 @@ const (
 	driftMargin    = 0.03
 	driftMax       = 0.9  // never divide less than a tenth of the allowance
 	driftSmooth    = 0.5  // weight of the newest estimate
-	driftDecay     = 0.8  // per round without a fresh estimate
+	driftDecay     = 0.95 // per round without a fresh estimate: a late report or two must not undo it
 	driftFresh     = 0.25 // an observation older than this part of the window is stale
 )
 
@@ -363,17 +363,17 @@ func (a *Allocator) drift(d string, dim int, total int64, holders map[string]boo
 }
 
 // externalUse estimates the allowance used outside the cluster from the
-// freshest upstream observation of any holder. It reports false when no
-// estimate can be made: no fresh observation, or a holder without a fresh
-// report (its charges are unknown).
+// freshest upstream observation of any holder, against what the holders
+// last reported they charged (a report older than the window counts for
+// nothing). It reports false when no observation is fresh.
 func (a *Allocator) externalUse(d string, dim int, total int64, win time.Duration, holders map[string]bool, now int64) (int64, bool) {
 	var used int64
 	best := time.Duration(math.MaxInt64)
 	remaining := int64(-1)
 	for n := range holders {
 		rep, ok := a.reports[n]
-		if !ok || now-rep.at > int64(a.cfg.Stale) {
-			return 0, false
+		if !ok || now-rep.at > int64(win) {
+			continue // nothing it reported still counts in the window
 		}
 		dem := rep.demands[d]
 		used += dem.Used.dim(dim)
