@@ -17,7 +17,7 @@
   // ---- token -------------------------------------------------------------
 
   // A token in the fragment (#token=...) is for scripted use: keep it in
-  // session storage and take it out of the address bar and history.
+  // sessionStorage and take it out of the address bar and history.
   function takeFragmentToken() {
     const m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
     if (!m) return;
