@@ -95,15 +95,30 @@ func (r *EventReader) Buffered() bool {
 	if i < 0 {
 		return false
 	}
-	ev := rest[:i]
-	return bytes.HasPrefix(ev, dataField) || bytes.Contains(ev, lfData)
+	// A line that starts after a line feed is a real line start; one
+	// that is the data field ("data" alone or "data:...") makes the event
+	// dispatch. Lines split by a lone CR are not looked into.
+	for ev := rest[:i]; len(ev) > 0; {
+		line := ev
+		if j := bytes.IndexByte(ev, '\n'); j >= 0 {
+			line, ev = ev[:j], ev[j+1:]
+		} else {
+			ev = nil
+		}
+		line = bytes.TrimSuffix(line, cr)
+		if bytes.Equal(line, dataName) || bytes.HasPrefix(line, dataColon) {
+			return true
+		}
+	}
+	return false
 }
 
 var (
 	lfLF      = []byte("\n\n")
 	crlfCRLF  = []byte("\r\n\r\n")
-	dataField = []byte("data")
-	lfData    = []byte("\ndata")
+	cr        = []byte("\r")
+	dataName  = []byte("data")
+	dataColon = []byte("data:")
 )
 
 // finish handles the end of input: a last line without line break, and a

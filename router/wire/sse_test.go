@@ -170,6 +170,8 @@ func TestEventReaderBuffered(t *testing.T) {
 		{"comment only next", "data: a\n\n: keep-alive\n\n", []bool{false}},
 		{"event name then data", "data: a\n\nevent: x\ndata: b\n\n", []bool{true, false}},
 		{"done follows", "data: {}\n\ndata: [DONE]\n\n", []bool{true, false}},
+		{"a field named data0 is not data", "data: a\n\ndata0\n\n", []bool{false}},
+		{"data with no value", "data: a\n\nid: 1\ndata\n\n", []bool{true, false}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
