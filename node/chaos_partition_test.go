@@ -3,7 +3,6 @@ package node_test
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -77,38 +76,7 @@ func TestChaosPartition(t *testing.T) {
 	for _, n := range ns[:2] {
 		n.client.Addr = n.admin
 	}
-	for i, n := range ns {
-		for j, m := range ns {
-			if i != j {
-				n.join = append(n.join, m.gossip)
-			}
-		}
-	}
-	t.Setenv("CHAOS_PROVIDER_KEY", "chaos-key")
-	for _, n := range ns {
-		c.start(n)
-	}
-	c.eventually(30*time.Second, "a leader", func() error { _, err := sameLeader(ns); return err })
-	cfg := state.Config{
-		Providers:   []state.Provider{{Name: "az", Kind: state.KindAzure, Endpoint: up.URL, APIKey: "env:CHAOS_PROVIDER_KEY"}},
-		Deployments: []state.Deployment{{Name: "east", Provider: "az", Upstream: "gpt-4o-mini", RPM: rpm, TPM: tpm}},
-		Models:      []state.Model{{Name: "gpt-4o-mini", Deployments: []string{"east"}}},
-		Tenants:     []state.Tenant{{Name: "t"}},
-		Keys:        []state.Key{{ID: "k1", Hash: state.HashKey("sk-chaos"), Tenant: "t"}},
-	}
-	doc, _ := json.Marshal(cfg)
-	c.eventually(20*time.Second, "the configuration applied", func() error {
-		_, err := call(5*time.Second, func(ctx context.Context) (any, error) { return ns[0].client.Apply(ctx, doc, false) })
-		return err
-	})
-	c.eventually(20*time.Second, "every node to serve", func() error {
-		for _, n := range ns {
-			if code := chatOnce(n.api); code != 200 {
-				return fmt.Errorf("%s answered %d", n.id, code)
-			}
-		}
-		return nil
-	})
+	c.startServing(ns, up.URL, "CHAOS_PROVIDER_KEY", "chaos-key", rpm, tpm)
 	region.Reset()
 
 	// 1.5x the budget, a third through each node, no failover: what node

@@ -2,7 +2,6 @@ package node_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/chaos/mock"
-	"github.com/sluicehq/sluice/cluster/state"
 	"github.com/sluicehq/sluice/quota"
 )
 
@@ -57,38 +55,7 @@ func TestChaosQuota(t *testing.T) {
 		ns[i] = c.addNode(id, len(ids))
 		ns[i].api = c.freeAddr()
 	}
-	for i, n := range ns {
-		for j, m := range ns {
-			if i != j {
-				n.join = append(n.join, m.gossip)
-			}
-		}
-	}
-	t.Setenv("CHAOS_PROVIDER_KEY", "chaos-key")
-	for _, n := range ns {
-		c.start(n)
-	}
-	c.eventually(30*time.Second, "a leader", func() error { _, err := sameLeader(ns); return err })
-	cfg := state.Config{
-		Providers:   []state.Provider{{Name: "az", Kind: state.KindAzure, Endpoint: up.URL, APIKey: "env:CHAOS_PROVIDER_KEY"}},
-		Deployments: []state.Deployment{{Name: "east", Provider: "az", Upstream: "gpt-4o-mini", RPM: rpm, TPM: tpm}},
-		Models:      []state.Model{{Name: "gpt-4o-mini", Deployments: []string{"east"}}},
-		Tenants:     []state.Tenant{{Name: "t"}},
-		Keys:        []state.Key{{ID: "k1", Hash: state.HashKey("sk-chaos"), Tenant: "t"}},
-	}
-	doc, _ := json.Marshal(cfg)
-	c.eventually(20*time.Second, "the configuration applied", func() error {
-		_, err := call(5*time.Second, func(ctx context.Context) (any, error) { return ns[0].client.Apply(ctx, doc, false) })
-		return err
-	})
-	c.eventually(20*time.Second, "every node to serve", func() error {
-		for _, n := range ns {
-			if code := chatOnce(n.api); code != 200 {
-				return fmt.Errorf("%s answered %d", n.id, code)
-			}
-		}
-		return nil
-	})
+	c.startServing(ns, up.URL, "CHAOS_PROVIDER_KEY", "chaos-key", rpm, tpm)
 	region.Reset()
 
 	allowR := quota.Allowance(rpm, time.Second)

@@ -3,7 +3,6 @@ package node_test
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/sluicehq/sluice/admin"
 	"github.com/sluicehq/sluice/chaos/mock"
-	"github.com/sluicehq/sluice/cluster/state"
 	"github.com/sluicehq/sluice/quota/ledger"
 )
 
@@ -45,39 +43,7 @@ func TestLedgerKillReplay(t *testing.T) {
 		ns[i] = c.addNode(id, len(ns))
 		ns[i].api = c.freeAddr() // the same API address after the restart
 	}
-	for i, n := range ns {
-		for j, m := range ns {
-			if i != j {
-				n.join = append(n.join, m.gossip)
-			}
-		}
-	}
-	t.Setenv("LEDGER_KILL_PROVIDER_KEY", "ledger-kill-key")
-	for _, n := range ns {
-		c.start(n)
-	}
-	leader := ""
-	c.eventually(30*time.Second, "a leader", func() (err error) { leader, err = sameLeader(ns); return err })
-	cfg := state.Config{
-		Providers:   []state.Provider{{Name: "az", Kind: state.KindAzure, Endpoint: up.URL, APIKey: "env:LEDGER_KILL_PROVIDER_KEY"}},
-		Deployments: []state.Deployment{{Name: "east", Provider: "az", Upstream: "gpt-4o-mini"}},
-		Models:      []state.Model{{Name: "gpt-4o-mini", Deployments: []string{"east"}}},
-		Tenants:     []state.Tenant{{Name: "t"}},
-		Keys:        []state.Key{{ID: "k1", Hash: state.HashKey("sk-chaos"), Tenant: "t"}},
-	}
-	doc, _ := json.Marshal(cfg)
-	c.eventually(20*time.Second, "the configuration applied", func() error {
-		_, err := call(5*time.Second, func(ctx context.Context) (any, error) { return ns[0].client.Apply(ctx, doc, false) })
-		return err
-	})
-	c.eventually(20*time.Second, "every node to serve", func() error {
-		for _, n := range ns {
-			if code := chatOnce(n.api); code != 200 {
-				return fmt.Errorf("%s answered %d", n.id, code)
-			}
-		}
-		return nil
-	})
+	leader := c.startServing(ns, up.URL, "LEDGER_KILL_PROVIDER_KEY", "ledger-kill-key", 0, 0)
 	// The victim is a follower; totals are read from another node.
 	var victim, reader *procNode
 	for _, n := range ns {

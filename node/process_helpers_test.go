@@ -3,6 +3,7 @@ package node_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/sluicehq/sluice/admin"
 	"github.com/sluicehq/sluice/cluster"
+	"github.com/sluicehq/sluice/cluster/state"
 )
 
 // This file runs real `sluice agent` processes on loopback: the binary is
@@ -401,4 +403,47 @@ func tail(path string, n int) string {
 		}
 	}
 	return strings.Join(lines, "\n")
+}
+
+// startServing joins every node of ns to every other, starts them with
+// keyEnv=key in their environment, waits for a leader, applies a
+// configuration of one deployment "east" (rpm and tpm; 0 unlimited) at
+// endpoint, serving model gpt-4o-mini to key sk-chaos of tenant t, and
+// waits until every node answers a chat. It returns the leader's id.
+func (c *procCluster) startServing(ns []*procNode, endpoint, keyEnv, key string, rpm, tpm int64) string {
+	c.t.Helper()
+	for i, n := range ns {
+		for j, m := range ns {
+			if i != j {
+				n.join = append(n.join, m.gossip)
+			}
+		}
+	}
+	c.t.Setenv(keyEnv, key)
+	for _, n := range ns {
+		c.start(n)
+	}
+	leader := ""
+	c.eventually(30*time.Second, "a leader", func() (err error) { leader, err = sameLeader(ns); return err })
+	cfg := state.Config{
+		Providers:   []state.Provider{{Name: "az", Kind: state.KindAzure, Endpoint: endpoint, APIKey: "env:" + keyEnv}},
+		Deployments: []state.Deployment{{Name: "east", Provider: "az", Upstream: "gpt-4o-mini", RPM: rpm, TPM: tpm}},
+		Models:      []state.Model{{Name: "gpt-4o-mini", Deployments: []string{"east"}}},
+		Tenants:     []state.Tenant{{Name: "t"}},
+		Keys:        []state.Key{{ID: "k1", Hash: state.HashKey("sk-chaos"), Tenant: "t"}},
+	}
+	doc, _ := json.Marshal(cfg)
+	c.eventually(20*time.Second, "the configuration applied", func() error {
+		_, err := call(5*time.Second, func(ctx context.Context) (any, error) { return ns[0].client.Apply(ctx, doc, false) })
+		return err
+	})
+	c.eventually(20*time.Second, "every node to serve", func() error {
+		for _, n := range ns {
+			if code := chatOnce(n.api); code != 200 {
+				return fmt.Errorf("%s answered %d", n.id, code)
+			}
+		}
+		return nil
+	})
+	return leader
 }
