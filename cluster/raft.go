@@ -31,8 +31,9 @@ func (c *Cluster) openRaftStores() (_ *raftStores, err error) {
 			s.close()
 		}
 	}()
-	// raft-wal v0.4.0's Close does not close the metadata database it
-	// opened itself, which would keep the file locked; own it here.
+	// The store owns the metadata database and closes it after the log, so
+	// the file lock is released on every path, including a failed open
+	// (closing it twice is a no-op).
 	s.wal, err = wal.Open(walDir,
 		wal.WithMetaStore(s.meta),
 		wal.WithSegmentSize(c.cfg.Raft.WALSegmentSize),
