@@ -65,6 +65,9 @@ type Deployment struct {
 	throttle  atomic.Uint64
 	last429   atomic.Int64
 	lastInter atomic.Int64 // last interactive reservation attempt
+	// lastShort is when an interactive charge last found this node's share
+	// spent: while that is recent, batch charges take nothing.
+	lastShort atomic.Int64
 	// batchFraction (float64 bits; 0 = no cap) caps batch charges.
 	batchFraction atomic.Uint64
 	// allowTok is the deployment's whole token allowance per window
@@ -97,6 +100,7 @@ func NewDeployment(d *state.Deployment, slots int, refund bool) *Deployment {
 	b.share = Grant{Requests: b.requests.Capacity(), Tokens: b.tokens.Capacity()}
 	b.throttle.Store(math.Float64bits(1))
 	b.lastInter.Store(math.MinInt64 / 2)
+	b.lastShort.Store(math.MinInt64 / 2)
 	b.remReq.Store(-1)
 	b.remTok.Store(-1)
 	return b
@@ -135,8 +139,11 @@ func (d *Deployment) Reserve(now, tokens int64) (Reservation, time.Duration, err
 
 // ReserveClass is Reserve for a priority class. A batch charge may use at
 // most BatchFraction of the capacity while interactive requests asked for
-// this deployment within its token window, so batch traffic never takes
-// the headroom interactive traffic needs; it refuses with ErrBatchHeadroom.
+// this deployment within its token window, and nothing while an
+// interactive charge found the share spent within the last shareWait
+// (the share is short, for example while a dead node's share is still
+// held): batch traffic never takes the headroom interactive traffic
+// needs. It refuses with ErrBatchHeadroom.
 func (d *Deployment) ReserveClass(now, tokens int64, batch bool) (Reservation, time.Duration, error) {
 	d.wantReq.Take(now, 1, true)
 	d.wantTok.Take(now, tokens, true)
@@ -148,12 +155,16 @@ func (d *Deployment) ReserveClass(now, tokens int64, batch bool) (Reservation, t
 			d.lastInter.Store(now)
 		}
 	} else if f := d.batchFraction.Load(); f > 0 && now-d.lastInter.Load() < int64(d.tokens.Length()) {
+		if now-d.lastShort.Load() < int64(shareWait) {
+			return Reservation{}, shareWait, ErrBatchHeadroom
+		}
 		frac := math.Float64frombits(f)
 		if !d.requests.FitsFraction(now, 1, frac) || !d.tokens.FitsFraction(now, tokens, frac) {
 			return Reservation{}, d.requests.Length(), ErrBatchHeadroom
 		}
 	}
 	if ok, wait := d.requests.Take(now, 1, false); !ok {
+		d.short(now, batch)
 		if wait < 0 {
 			// Larger than this node's share right now (for example no
 			// share yet): another node or a later round may admit it.
@@ -163,6 +174,7 @@ func (d *Deployment) ReserveClass(now, tokens int64, batch bool) (Reservation, t
 	}
 	if ok, wait := d.tokens.Take(now, tokens, false); !ok {
 		d.requests.Refund(now, 1)
+		d.short(now, batch)
 		if wait < 0 {
 			if d.allowTok >= 0 && tokens > d.allowTok {
 				return Reservation{}, 0, ErrTooLarge
@@ -172,6 +184,13 @@ func (d *Deployment) ReserveClass(now, tokens int64, batch bool) (Reservation, t
 		return Reservation{}, wait, ErrTokens
 	}
 	return Reservation{at: now, tokens: tokens}, 0, nil
+}
+
+// short records that an interactive charge found the share spent at now.
+func (d *Deployment) short(now int64, batch bool) {
+	if !batch && d.lastShort.Load() < now {
+		d.lastShort.Store(now)
+	}
 }
 
 // Cancel returns a reservation whose request never reached the provider

@@ -83,3 +83,37 @@ func TestBatchHeadroom(t *testing.T) {
 		t.Fatalf("interactive admitted %d of the remaining 5", n)
 	}
 }
+
+// TestBatchYieldsWhenInteractiveIsShort: once an interactive charge finds
+// the share spent, batch charges take nothing, even below their fraction,
+// until a second passes without that; then the fraction rule is back.
+func TestBatchYieldsWhenInteractiveIsShort(t *testing.T) {
+	d := NewDeployment(&state.Deployment{Name: "d", RPM: 600, TPM: 6_000_000,
+		RPMWindow: state.Duration(time.Second), TPMWindow: state.Duration(10 * time.Second)}, DefaultSlots, false)
+	d.SetBatchFraction(0.5)
+	now := time.Now().UnixNano()
+	for i := range 10 {
+		if _, _, err := d.ReserveClass(now, 10, false); err != nil {
+			t.Fatalf("interactive charge %d of the 10 the window holds: %v", i+1, err)
+		}
+	}
+	if _, _, err := d.ReserveClass(now, 10, false); err != ErrRequests {
+		t.Fatalf("11th interactive charge: %v, want ErrRequests", err)
+	}
+	// The share grows (a new round): batch still yields right after the
+	// interactive refusal, although the window is now only half used.
+	d.SetCapacity(20, Unlimited)
+	_, wait, err := d.ReserveClass(now+int64(100*time.Millisecond), 10, true)
+	if err != ErrBatchHeadroom || wait != shareWait {
+		t.Fatalf("batch right after an interactive refusal: %v (wait %v), want ErrBatchHeadroom after %v", err, wait, shareWait)
+	}
+	if _, _, err := d.ReserveClass(now+int64(100*time.Millisecond), 10, false); err != nil {
+		t.Fatalf("interactive charge after the share grew: %v", err)
+	}
+	// A window and a second later nothing was refused: batch is back
+	// under its fraction.
+	later := now + int64(1100*time.Millisecond)
+	if _, _, err := d.ReserveClass(later, 10, true); err != nil {
+		t.Fatalf("batch a second after the last interactive refusal: %v", err)
+	}
+}
