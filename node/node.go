@@ -232,22 +232,32 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			_ = n.srv.Close()
 		}
 		<-n.done
-		// 2. Stop the admin API.
+		// 2. Give the quota shares back: nothing more is admitted here, so
+		// the allocator may hand them to the other nodes as soon as what
+		// this node charged leaves the windows, not a lease later.
+		if n.shares != nil {
+			rctx, rcancel := context.WithTimeout(ctx, time.Second)
+			if err := n.shares.Release(rctx); err != nil {
+				n.cfg.Logger.Warn("quota shares not released; the allocator waits for the lease", "err", err)
+			}
+			rcancel()
+		}
+		// 3. Stop the admin API.
 		if n.admin != nil {
 			if err := n.admin.Shutdown(ctx); err != nil && n.stopErr == nil {
 				n.stopErr = fmt.Errorf("admin shutdown: %w", err)
 			}
 		}
-		// 3. Stop following the configuration.
+		// 4. Stop following the configuration.
 		n.stop()
 		n.wg.Wait()
-		// 4. Leave the gossip pool and shut raft (the cluster orders its own parts).
+		// 5. Leave the gossip pool and shut raft (the cluster orders its own parts).
 		if n.cluster != nil {
 			if err := n.cluster.Shutdown(ctx); err != nil && n.stopErr == nil {
 				n.stopErr = fmt.Errorf("cluster shutdown: %w", err)
 			}
 		}
-		// 5. Close pooled upstream connections.
+		// 6. Close pooled upstream connections.
 		n.router.Close()
 	})
 	return n.stopErr

@@ -79,6 +79,11 @@ type Report struct {
 	// Round is the newest round the node had applied when it measured Used.
 	Round   uint64            `json:"round"`
 	Demands map[string]Demand `json:"demands"` // by deployment
+	// Released says the node stopped admitting for good (it is shutting
+	// down): Used are its last charges, and no round applies to it any
+	// more. Its shares count only as those charges, until they leave
+	// the windows, instead of until its lease surely ended.
+	Released bool `json:"released,omitempty"`
 }
 
 // Budget is a deployment's global allowance per window, and its windows.
@@ -118,8 +123,9 @@ type ack struct {
 }
 
 type lastReport struct {
-	at      int64
-	demands map[string]Demand
+	at       int64
+	demands  map[string]Demand
+	released bool
 }
 
 // Allocator divides each deployment's allowance among live nodes. It is a
@@ -189,8 +195,11 @@ func (a *Allocator) SetCarry(c map[string]map[string]Grant) { a.carry = c }
 
 // Observe records a node's report, received at now.
 func (a *Allocator) Observe(r Report, now int64) {
-	a.reports[r.Node] = lastReport{at: now, demands: r.Demands}
+	a.reports[r.Node] = lastReport{at: now, demands: r.Demands, released: r.Released}
 	prev, ok := a.acks[r.Node]
+	if r.Released {
+		r.Round = math.MaxUint64 // supersedes every round, issued or not
+	}
 	if !ok || r.Round > prev.round {
 		used := make(map[string]Grant, len(r.Demands))
 		for d, dem := range r.Demands {
@@ -258,7 +267,7 @@ func (a *Allocator) Next(now int64, live []string) Round {
 	// cut off, and their old shares run out by themselves.
 	var grantees []string
 	for _, n := range live {
-		if rep, ok := a.reports[n]; ok && now-rep.at <= int64(a.cfg.Stale) {
+		if rep, ok := a.reports[n]; ok && !rep.released && now-rep.at <= int64(a.cfg.Stale) {
 			grantees = append(grantees, n)
 		}
 	}

@@ -62,7 +62,7 @@ type simConfig struct {
 
 type simEvent struct {
 	at   time.Duration
-	kind string // kill, restart, partition, heal, leader, rate
+	kind string // kill, stop, restart, partition, heal, leader, rate
 	node int
 	rate float64
 }
@@ -166,6 +166,17 @@ func runSim(cfg simConfig) simResult {
 			case "kill":
 				n.alive = false
 				n.inbox = nil
+			case "stop":
+				// A graceful stop: the holder releases its shares and its
+				// last report (which may be lost or late) says so.
+				if n.alive {
+					n.holder.Release()
+					if !n.partitioned && rng.Float64() >= cfg.msgLoss {
+						reports = append(reports, simReport{at: now + delay(), report: n.holder.Report(now + n.skew)})
+					}
+					n.alive = false
+					n.inbox = nil
+				}
 			case "restart":
 				if !n.alive {
 					n.alive = true
@@ -353,7 +364,7 @@ func TestAllocatorNeverOverAdmits(t *testing.T) {
 		for range nodes {
 			cfg.startRates = append(cfg.startRates, rapid.Float64Range(0, float64(rpm)/60*2).Draw(rt, "rate"))
 		}
-		kinds := []string{"kill", "restart", "partition", "heal", "leader", "rate"}
+		kinds := []string{"kill", "stop", "restart", "partition", "heal", "leader", "rate"}
 		nev := rapid.IntRange(0, 12).Draw(rt, "events")
 		var at time.Duration
 		for range nev {
@@ -425,5 +436,51 @@ func TestAllocatorPartitionOfBusyNode(t *testing.T) {
 		// matter on its own.
 		cfg.settings.Grace = state.Duration(3 * time.Second)
 		runSim(cfg).check(t)
+	}
+}
+
+// TestAllocatorReleaseReturnsSharesEarly: a node that stops gracefully
+// releases its shares, and the survivors get them back as soon as its
+// charges leave the windows; a killed node's shares wait for its lease,
+// grace and margin too. Both runs stay within every window.
+func TestAllocatorReleaseReturnsSharesEarly(t *testing.T) {
+	const tpm, rpm = 600_000, 6_000
+	base := simConfig{
+		nodes: 3, tpm: tpm, rpm: rpm, maxReq: 60, duration: 45 * time.Second,
+		maxDelay: 20 * time.Millisecond, seed: 3, settings: state.DefaultQuotaSettings(),
+		// About 60 requests/s on the last node, 20 on each of the others:
+		// the token budget has room, the last node holds a third of it.
+		startRates: []float64{20, 20, 60},
+	}
+	const at = 20 * time.Second
+	reclaim := func(kind string) time.Duration {
+		cfg := base
+		cfg.events = []simEvent{{at: at, kind: kind, node: 2}}
+		r := runSim(cfg)
+		r.check(t)
+		from := int(at / simStep)
+		for step := from; step < len(r.shares); step++ {
+			var req, tok int64
+			for i, g := range r.shares[step] {
+				if i != 2 {
+					req += g.Requests
+					tok += g.Tokens
+				}
+			}
+			if req >= r.allowReq*95/100 && tok >= r.allowTok*95/100 {
+				return time.Duration(step-from) * simStep
+			}
+		}
+		t.Fatalf("%s: the survivors never held 95%% of both allowances", kind)
+		return 0
+	}
+	killed, stopped := reclaim("kill"), reclaim("stop")
+	t.Logf("survivors held 95%% of both allowances %v after a kill, %v after a graceful stop", killed, stopped)
+	// A released share is back once the node's charges left the longest
+	// window (10 s and a slot), give or take a round: what it charged
+	// still counts at the provider. A killed node's share also waits for
+	// the allocator to see it silent and for its lease to end.
+	if limit := 10*time.Second + 10*time.Second/DefaultSlots + time.Second; stopped > limit || stopped >= killed {
+		t.Fatalf("a released share came back after %v (want <= %v), a killed one after %v", stopped, limit, killed)
 	}
 }

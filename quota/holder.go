@@ -31,6 +31,8 @@ type Holder struct {
 	// budget no round has named yet (a tenant created since the newest
 	// round) keeps the capacity it started with until one does.
 	granted map[string]bool
+	// released is set by Release: every capacity stays zero.
+	released bool
 }
 
 // HolderState is what a holder last applied, for metrics and status.
@@ -102,8 +104,24 @@ func (h *Holder) phase(now int64) LeasePhase {
 	return PhaseExpired
 }
 
+// Release stops this holder for good (the node is shutting down, after
+// its last request): every budget admits nothing from now on, whatever
+// rounds come, and the next Report says so.
+func (h *Holder) Release() {
+	h.released = true
+	in := map[string]Grant{}
+	for name, b := range h.budgets() {
+		b.SetShare(Grant{})
+		in[name] = Grant{}
+	}
+	h.state.Store(&HolderState{Round: h.applied, Phase: PhaseExpired, Grants: in})
+}
+
 // Tick sets every budget's capacity for the lease phase at now.
 func (h *Holder) Tick(now int64) {
+	if h.released {
+		return
+	}
 	ph := h.phase(now)
 	if ph == PhaseNone {
 		// Before the first round the budgets keep what they started with:
@@ -153,7 +171,7 @@ func (h *Holder) Report(now int64) Report {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	r := Report{Node: h.Name, Round: h.applied, Demands: make(map[string]Demand, len(names))}
+	r := Report{Node: h.Name, Round: h.applied, Released: h.released, Demands: make(map[string]Demand, len(names))}
 	for _, n := range names {
 		r.Demands[n] = budgets[n].Demand(now)
 	}

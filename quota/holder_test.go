@@ -67,3 +67,31 @@ func TestHolderKeepsStartingShareUntilNamed(t *testing.T) {
 		t.Fatalf("after the lease and grace lapsed: %+v, want nothing", fresh.share)
 	}
 }
+
+// TestHolderRelease: a released holder admits nothing, whatever rounds
+// arrive after, and its reports say it released.
+func TestHolderRelease(t *testing.T) {
+	dep := &recordingBudget{}
+	h := NewHolder("n1", func() map[string]Shareable { return map[string]Shareable{"east": dep} })
+	now := int64(1000 * time.Second)
+	round := func(seq uint64) Round {
+		return Round{Seq: seq, Issued: now, Lease: 2 * time.Second, Grace: time.Second, Safe: 0.5,
+			Grants: map[string]map[string]Grant{"n1": {"east": {Requests: 5, Tokens: 500}}}}
+	}
+	h.Apply(round(1), now)
+	if dep.share != (Grant{Requests: 5, Tokens: 500}) {
+		t.Fatalf("share before release: %+v", dep.share)
+	}
+	h.Release()
+	if dep.share != (Grant{}) || h.State().Phase != PhaseExpired {
+		t.Fatalf("after release: share %+v, phase %v", dep.share, h.State().Phase)
+	}
+	h.Apply(round(2), now+int64(100*time.Millisecond))
+	h.Tick(now + int64(200*time.Millisecond))
+	if dep.share != (Grant{}) {
+		t.Fatalf("a round after release granted %+v", dep.share)
+	}
+	if r := h.Report(now); !r.Released || r.Round != 2 {
+		t.Fatalf("report after release: released %v, round %d", r.Released, r.Round)
+	}
+}

@@ -148,6 +148,7 @@ type Shares struct {
 	reports  chan Report
 	settings atomic.Pointer[shareSettings]
 	snapped  chan struct{}
+	release  chan chan []byte
 }
 
 type shareSettings struct {
@@ -173,6 +174,7 @@ func NewShares(cfg SharesConfig, incarnation string) *Shares {
 		table:   NewLeaseTable(),
 		reports: make(chan Report, 256),
 		snapped: make(chan struct{}, 1),
+		release: make(chan chan []byte),
 	}
 	s.holder = NewHolder(name, cfg.Limiter.Shareables)
 	s.settings.Store(&shareSettings{q: state.DefaultQuotaSettings(), budgets: map[string]Budget{}})
@@ -251,6 +253,35 @@ func (s *Shares) HandleReport(payload []byte) {
 	}
 }
 
+// Release gives this node's shares back before it shuts down: the holder
+// stops admitting for good and its last report goes to the allocator,
+// which then counts the node's shares only as what it charged, until
+// those charges leave the windows, instead of holding them until its
+// lease surely ended. Call it after the last request finished and before
+// the actors stop; a leader's own allocator is stopping, so it only
+// releases locally and its successor waits for the lease as usual.
+func (s *Shares) Release(ctx context.Context) error {
+	reply := make(chan []byte, 1)
+	select {
+	case s.release <- reply:
+	case <-ctx.Done():
+		return fmt.Errorf("release shares: %w", ctx.Err())
+	}
+	var body []byte
+	select {
+	case body = <-reply:
+	case <-ctx.Done():
+		return fmt.Errorf("release shares: %w", ctx.Err())
+	}
+	if body == nil || s.cfg.Transport.IsLeader() {
+		return nil
+	}
+	if err := s.cfg.Transport.SendReport(ctx, body); err != nil {
+		return fmt.Errorf("release shares: %w", err)
+	}
+	return nil
+}
+
 // Run runs the actors until ctx ends.
 func (s *Shares) Run(ctx context.Context) {
 	var wg sync.WaitGroup
@@ -285,6 +316,10 @@ func (s *Shares) runHolder(ctx context.Context, send chan []byte) {
 			return
 		case <-s.table.changed:
 			apply()
+		case reply := <-s.release:
+			s.holder.Release()
+			body, _ := json.Marshal(s.holder.Report(s.now()))
+			reply <- body
 		case <-s.snapped:
 			st := s.settings.Load()
 			if st.q.Interval != q.Interval {
