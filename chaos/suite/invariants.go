@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/chaos/report"
+	"github.com/sluicehq/sluice/cluster/state"
+	"github.com/sluicehq/sluice/quota"
 )
 
 // Invariant names.
@@ -42,6 +44,31 @@ const (
 	// which the cluster is back to its calm behaviour.
 	FaultSettle = 5 * time.Second
 )
+
+// NodeLossSettle is how long after a node vanishes without a word (killed,
+// paused, cut off) its quota share stays out of use: the allocator waits
+// until the node's reports are stale, its last lease and grace end, the
+// clock margin passes, and its charges leave the longest provider window
+// (and the extra slot of the nodes' windows). The provider still counts
+// what the node charged, so the others cannot take that share earlier
+// without risking 429s; requests the cluster refuses for want of budget
+// until then are the fault's. Derived from the quota settings the suite
+// runs with, not tuned to make a run pass.
+var NodeLossSettle = func() time.Duration {
+	q := state.DefaultQuotaSettings()
+	w := max(DeploymentRPMWindow, DeploymentTPMWindow)
+	return 4*q.Interval.D() + q.Lease.D() + q.Grace.D() + q.ClockMargin.D() + w + w/quota.DefaultSlots
+}()
+
+// settleEnd is when the cluster is back to its calm behaviour after f.
+func settleEnd(f report.Fault) time.Duration {
+	end := max(f.Until, f.At) + FaultSettle
+	switch f.Kind {
+	case FaultSIGKILL, FaultLeaderKill, FaultPause, FaultPartition:
+		end = max(end, f.At+NodeLossSettle)
+	}
+	return end
+}
 
 // Answered checks that every request ended, well or with a clean error,
 // before its deadline.
@@ -256,11 +283,12 @@ func TenantLimits(tenant string, rows []MinuteUsage, rpm, tpm int64) report.Inva
 }
 
 // Overlaps reports whether [start, end] meets a fault's window, widened
-// by FaultSettle after its end; t0 is the run's start.
+// by FaultSettle after its end, and after a node loss to NodeLossSettle
+// after it began; t0 is the run's start.
 func Overlaps(faults []report.Fault, t0, start, end time.Time) bool {
 	for _, f := range faults {
 		from := t0.Add(f.At)
-		until := t0.Add(max(f.Until, f.At)).Add(FaultSettle)
+		until := t0.Add(settleEnd(f))
 		if !end.Before(from) && !start.After(until) {
 			return true
 		}

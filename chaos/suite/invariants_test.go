@@ -281,3 +281,36 @@ func TestTenantRates(t *testing.T) {
 		}
 	}
 }
+
+// TestOverlapsSettle: a fault excuses requests until FaultSettle after it
+// ends, and a node loss until NodeLossSettle after it began, which is
+// longer than a 5 s kill plus FaultSettle.
+func TestOverlapsSettle(t *testing.T) {
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	kill := report.Fault{Kind: FaultSIGKILL, At: 30 * time.Second, Until: 35 * time.Second}
+	down := report.Fault{Kind: FaultRegionDown, At: 30 * time.Second, Until: 40 * time.Second}
+	if NodeLossSettle <= 10*time.Second {
+		t.Fatalf("NodeLossSettle %v: shorter than a kill, its restart and FaultSettle", NodeLossSettle)
+	}
+	cases := []struct {
+		name  string
+		fault report.Fault
+		start time.Duration
+		want  bool
+	}{
+		{"before the kill", kill, 29 * time.Second, false},
+		{"during the kill", kill, 32 * time.Second, true},
+		{"after restart plus settle, while the share is held", kill, 30*time.Second + NodeLossSettle - time.Second, true},
+		{"after the share came back", kill, 30*time.Second + NodeLossSettle + time.Second, false},
+		{"region down, settling", down, 44 * time.Second, true},
+		{"region down, settled", down, 46 * time.Second, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := Overlaps([]report.Fault{tc.fault}, t0, at(tc.start), at(tc.start+100*time.Millisecond))
+			if got != tc.want {
+				t.Fatalf("Overlaps = %v, want %v (NodeLossSettle %v)", got, tc.want, NodeLossSettle)
+			}
+		})
+	}
+}
