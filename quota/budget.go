@@ -56,6 +56,9 @@ type Deployment struct {
 	// wantReq and wantTok count every charge asked for, admitted or not:
 	// the demand this node reports to the allocator.
 	wantReq, wantTok *Window
+	// batchReq and batchTok count the batch class's own charges, which
+	// BatchFraction caps.
+	batchReq, batchTok *Window
 	// share is the capacity granted (leased share or whole allowance);
 	// the windows' capacities are share x throttle.
 	shareMu sync.Mutex
@@ -91,6 +94,8 @@ func NewDeployment(d *state.Deployment, slots int, refund bool) *Deployment {
 		tokens:   NewWindow(Allowance(d.TPM, d.TPMWindow.D()), d.TPMWindow.D(), slots),
 		wantReq:  NewWindow(countOnly, d.RPMWindow.D(), slots),
 		wantTok:  NewWindow(countOnly, d.TPMWindow.D(), slots),
+		batchReq: NewWindow(countOnly, d.RPMWindow.D(), slots),
+		batchTok: NewWindow(countOnly, d.TPMWindow.D(), slots),
 		refund:   refund,
 
 		limitedReq: d.RPM > 0,
@@ -125,6 +130,7 @@ func (d *Deployment) ObserveRemaining(now, requests, tokens int64) {
 type Reservation struct {
 	at     int64
 	tokens int64
+	batch  bool
 }
 
 // Tokens returns the tokens reserved.
@@ -137,9 +143,10 @@ func (d *Deployment) Reserve(now, tokens int64) (Reservation, time.Duration, err
 	return d.ReserveClass(now, tokens, false)
 }
 
-// ReserveClass is Reserve for a priority class. A batch charge may use at
-// most BatchFraction of the capacity while interactive requests asked for
-// this deployment within its token window, and nothing while an
+// ReserveClass is Reserve for a priority class. Batch charges may use at
+// most BatchFraction of the capacity (their own charges, within each
+// window) while interactive requests asked for this deployment within its
+// token window, and nothing while an
 // interactive charge found the share spent within the last shareWait
 // (the share is short, for example while a dead node's share is still
 // held): batch traffic never takes the headroom interactive traffic
@@ -159,8 +166,8 @@ func (d *Deployment) ReserveClass(now, tokens int64, batch bool) (Reservation, t
 			return Reservation{}, shareWait, ErrBatchHeadroom
 		}
 		frac := math.Float64frombits(f)
-		if !d.requests.FitsFraction(now, 1, frac) || !d.tokens.FitsFraction(now, tokens, frac) {
-			return Reservation{}, d.requests.Length(), ErrBatchHeadroom
+		if !fitsFraction(d.batchReq, d.requests, now, 1, frac) || !fitsFraction(d.batchTok, d.tokens, now, tokens, frac) {
+			return Reservation{}, shareWait, ErrBatchHeadroom
 		}
 	}
 	if ok, wait := d.requests.Take(now, 1, false); !ok {
@@ -183,7 +190,18 @@ func (d *Deployment) ReserveClass(now, tokens int64, batch bool) (Reservation, t
 		}
 		return Reservation{}, wait, ErrTokens
 	}
-	return Reservation{at: now, tokens: tokens}, 0, nil
+	if batch {
+		d.batchReq.Take(now, 1, true)
+		d.batchTok.Take(now, tokens, true)
+	}
+	return Reservation{at: now, tokens: tokens, batch: batch}, 0, nil
+}
+
+// fitsFraction reports whether n more units of a class whose charges
+// class counts stay within frac of all's capacity.
+func fitsFraction(class, all *Window, now, n int64, frac float64) bool {
+	c := all.Capacity()
+	return c < 0 || float64(class.Used(now)+n) <= float64(c)*frac
 }
 
 // short records that an interactive charge found the share spent at now.
@@ -198,6 +216,10 @@ func (d *Deployment) short(now int64, batch bool) {
 func (d *Deployment) Cancel(r Reservation) {
 	d.requests.Refund(r.at, 1)
 	d.tokens.Refund(r.at, r.tokens)
+	if r.batch {
+		d.batchReq.Refund(r.at, 1)
+		d.batchTok.Refund(r.at, r.tokens)
+	}
 }
 
 // Settle records the real usage of a reservation. Unused tokens flow back
@@ -205,6 +227,9 @@ func (d *Deployment) Cancel(r Reservation) {
 func (d *Deployment) Settle(r Reservation, used int64) {
 	if d.refund && used < r.tokens {
 		d.tokens.Refund(r.at, r.tokens-used)
+		if r.batch {
+			d.batchTok.Refund(r.at, r.tokens-used)
+		}
 	}
 }
 

@@ -48,8 +48,9 @@ func TestDurableDayBudget(t *testing.T) {
 }
 
 // TestBatchHeadroom: while interactive requests asked for a deployment
-// within its token window, batch charges stop at the batch fraction of
-// the capacity; without interactive demand they may use all of it.
+// within its token window, batch charges of their own stop at the batch
+// fraction of the capacity; without interactive demand they may use all
+// of it.
 func TestBatchHeadroom(t *testing.T) {
 	d := NewDeployment(&state.Deployment{Name: "d", RPM: 600, TPM: 6_000_000,
 		RPMWindow: state.Duration(time.Second), TPMWindow: state.Duration(10 * time.Second)}, DefaultSlots, false)
@@ -72,15 +73,32 @@ func TestBatchHeadroom(t *testing.T) {
 	if _, _, err := d.ReserveClass(now, 10, false); err != nil {
 		t.Fatal(err)
 	}
-	if n := count(true); n != 4 {
-		t.Fatalf("batch with interactive demand admitted %d, want 4 (5 of 10 with the interactive one)", n)
+	if n := count(true); n != 5 {
+		t.Fatalf("batch with interactive demand admitted %d, want 5 (half of 10)", n)
 	}
 	if _, _, err := d.ReserveClass(now, 10, true); err != ErrBatchHeadroom {
 		t.Fatalf("batch over its fraction: %v, want ErrBatchHeadroom", err)
 	}
 	// Interactive requests still get the rest.
-	if n := count(false); n != 5 {
-		t.Fatalf("interactive admitted %d of the remaining 5", n)
+	if n := count(false); n != 4 {
+		t.Fatalf("interactive admitted %d of the remaining 4", n)
+	}
+	// A cancelled batch reservation gives its part of the fraction back.
+	now += int64(2 * time.Second)
+	if _, _, err := d.ReserveClass(now, 10, false); err != nil {
+		t.Fatal(err)
+	}
+	var last Reservation
+	for range 5 {
+		r, _, err := d.ReserveClass(now, 10, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = r
+	}
+	d.Cancel(last)
+	if _, _, err := d.ReserveClass(now, 10, true); err != nil {
+		t.Fatalf("batch after a cancelled batch reservation: %v", err)
 	}
 }
 

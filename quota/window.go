@@ -114,18 +114,6 @@ func (w *Window) waitLocked(cur, now, n int64) time.Duration {
 	return time.Duration((cur+nslots)*w.slotDur - now)
 }
 
-// FitsFraction reports whether n more units would keep the window within
-// frac of its capacity at now (always true when unlimited).
-func (w *Window) FitsFraction(now, n int64, frac float64) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.capacity < 0 {
-		return true
-	}
-	w.expire(now / w.slotDur)
-	return float64(w.sum+n) <= float64(w.capacity)*frac
-}
-
 // Refund returns n units charged at time at (a nanosecond time previously
 // passed to Take), if that charge is still inside the window.
 func (w *Window) Refund(at, n int64) {

@@ -155,16 +155,25 @@ func TestSubjectLimits(t *testing.T) {
 }
 
 func BenchmarkDeploymentReserve(b *testing.B) {
-	d := NewDeployment(&state.Deployment{Name: "d", TPM: 1 << 40, RPM: 1 << 40,
-		TPMWindow: state.Duration(10 * time.Second), RPMWindow: state.Duration(time.Second)}, 20, false)
-	b.ReportAllocs()
-	now := time.Now().UnixNano()
-	for i := 0; b.Loop(); i++ {
-		r, _, err := d.Reserve(now+int64(i)*1000, 300)
-		if err != nil {
-			b.Fatal(err)
+	for _, batch := range []bool{false, true} {
+		name := "interactive"
+		if batch {
+			name = "batch"
 		}
-		d.Settle(r, 200)
+		b.Run(name, func(b *testing.B) {
+			d := NewDeployment(&state.Deployment{Name: "d", TPM: 1 << 40, RPM: 1 << 40,
+				TPMWindow: state.Duration(10 * time.Second), RPMWindow: state.Duration(time.Second)}, 20, false)
+			d.SetBatchFraction(0.5)
+			b.ReportAllocs()
+			now := time.Now().UnixNano()
+			for i := 0; b.Loop(); i++ {
+				r, _, err := d.ReserveClass(now+int64(i)*1000, 300, batch)
+				if err != nil {
+					b.Fatal(err)
+				}
+				d.Settle(r, 200)
+			}
+		})
 	}
 }
 
