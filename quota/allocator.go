@@ -63,6 +63,31 @@ type Demand struct {
 	// x-ratelimit-remaining-* headers of an answer; nil when none came
 	// within a window.
 	Upstream *Upstream `json:"up,omitempty"`
+	// Fade, in a release report only, says how Used leaves the windows.
+	Fade *Fade `json:"fade,omitempty"`
+}
+
+// Fade is how a node's charges leave its windows after a report: per
+// dimension, Left[k] is what may still count k Steps after it (nothing
+// beyond the slice). A released node's share counts only that much, so it
+// comes back to the others as the provider forgets the charges, not all at
+// once a window later. Steps are durations, so no clocks are compared.
+type Fade struct {
+	Step [numDims]time.Duration `json:"step"`
+	Left [numDims][]int64       `json:"left"`
+}
+
+// left returns what may still count elapsed after the report, or -1 when
+// the fade says nothing about dimension dim.
+func (f *Fade) left(dim int, elapsed int64) int64 {
+	if f == nil || f.Step[dim] <= 0 || f.Left[dim] == nil {
+		return -1
+	}
+	k := max(elapsed, 0) / int64(f.Step[dim])
+	if k >= int64(len(f.Left[dim])) {
+		return 0
+	}
+	return f.Left[dim][k]
 }
 
 // Upstream is what the provider said remained in its windows (-1 for a
@@ -120,6 +145,7 @@ type ack struct {
 	round uint64
 	at    int64 // allocator clock when the report arrived
 	used  map[string]Grant
+	fade  map[string]*Fade // a release report's, by deployment
 }
 
 type lastReport struct {
@@ -202,10 +228,17 @@ func (a *Allocator) Observe(r Report, now int64) {
 	}
 	if !ok || r.Round > prev.round {
 		used := make(map[string]Grant, len(r.Demands))
+		var fade map[string]*Fade
 		for d, dem := range r.Demands {
 			used[d] = dem.Used
+			if r.Released && dem.Fade != nil {
+				if fade == nil {
+					fade = map[string]*Fade{}
+				}
+				fade[d] = dem.Fade
+			}
 		}
-		a.acks[r.Node] = ack{round: r.Round, at: now, used: used}
+		a.acks[r.Node] = ack{round: r.Round, at: now, used: used, fade: fade}
 	}
 }
 
@@ -237,6 +270,11 @@ func (a *Allocator) footprint(node, d string, dim int, now int64) int64 {
 			end = min(end, ak.at)
 			leaseEnd = min(leaseEnd, ak.at)
 			v = min(v, ak.used[d].dim(dim))
+			// The allocator's clock runs from the report's arrival, which
+			// is after the node measured the fade: it errs toward holding.
+			if l := ak.fade[d].left(dim, now-ak.at); l >= 0 {
+				v = min(v, l)
+			}
 		}
 		switch {
 		case now >= end+w:

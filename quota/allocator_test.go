@@ -476,11 +476,13 @@ func TestAllocatorReleaseReturnsSharesEarly(t *testing.T) {
 	}
 	killed, stopped := reclaim("kill"), reclaim("stop")
 	t.Logf("survivors held 95%% of both allowances %v after a kill, %v after a graceful stop", killed, stopped)
-	// A released share is back once the node's charges left the longest
-	// window (10 s and a slot), give or take a round: what it charged
-	// still counts at the provider. A killed node's share also waits for
-	// the allocator to see it silent and for its lease to end.
-	if limit := 10*time.Second + 10*time.Second/DefaultSlots + time.Second; stopped > limit || stopped >= killed {
-		t.Fatalf("a released share came back after %v (want <= %v), a killed one after %v", stopped, limit, killed)
+	// A released share comes back as the node's charges leave the token
+	// window: the node used about a quarter of the token allowance, so
+	// the survivors reach 95% once about four fifths of the window passed,
+	// before the whole window (10 s) is over; what it charged still counts
+	// at the provider until then. A killed node's share also waits for the
+	// allocator to see it silent and for its lease to end.
+	if stopped >= 10*time.Second || stopped >= killed {
+		t.Fatalf("a released share came back after %v (want < 10s), a killed one after %v", stopped, killed)
 	}
 }

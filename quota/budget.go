@@ -336,6 +336,15 @@ func (d *Deployment) Demand(now int64) Demand {
 	return dem
 }
 
+// Fade returns how this node's charges leave its windows from now on,
+// for a release report (see Fade).
+func (d *Deployment) Fade(now int64) *Fade {
+	f := &Fade{}
+	f.Left[DimRequests], f.Step[DimRequests] = d.requests.fade(now)
+	f.Left[DimTokens], f.Step[DimTokens] = d.tokens.fade(now)
+	return f
+}
+
 // Windows returns the lengths of the request and token windows.
 func (d *Deployment) Windows() (requests, tokens time.Duration) {
 	return d.requests.Length(), d.tokens.Length()

@@ -12,6 +12,11 @@ type Shareable interface {
 	Demand(now int64) Demand
 }
 
+// fader is a Shareable that can say how its charges leave its windows.
+type fader interface {
+	Fade(now int64) *Fade
+}
+
 // Holder applies this node's shares to its deployment budgets. It is
 // owned by one goroutine (the share actor), which hands it every committed
 // round, ticks it so that lapsed leases shrink, and sends its reports to
@@ -173,7 +178,11 @@ func (h *Holder) Report(now int64) Report {
 	sort.Strings(names)
 	r := Report{Node: h.Name, Round: h.applied, Released: h.released, Demands: make(map[string]Demand, len(names))}
 	for _, n := range names {
-		r.Demands[n] = budgets[n].Demand(now)
+		dem := budgets[n].Demand(now)
+		if f, ok := budgets[n].(fader); ok && h.released {
+			dem.Fade = f.Fade(now)
+		}
+		r.Demands[n] = dem
 	}
 	return r
 }

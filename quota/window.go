@@ -154,6 +154,33 @@ func (w *Window) Used(now int64) int64 {
 	return w.sum
 }
 
+// fade returns, for k = 0, 1, ..., the units charged before now that may
+// still be inside the window k slot durations after now (a slot leaves
+// once the window has moved a whole window's length past its start), and
+// the slot duration. Beyond the slice nothing is left. Unlimited windows
+// count nothing and return nil.
+func (w *Window) fade(now int64) ([]int64, time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.capacity < 0 {
+		return nil, 0
+	}
+	cur := now / w.slotDur
+	w.expire(cur)
+	n := int64(len(w.slots))
+	left := make([]int64, n)
+	for _, s := range w.slots {
+		if s.index < 0 || s.used == 0 {
+			continue
+		}
+		// Surely gone after s.index+n-cur slot durations from now.
+		for k := range s.index + n - cur {
+			left[k] += s.used
+		}
+	}
+	return left, time.Duration(w.slotDur)
+}
+
 // Length returns the span the window covers.
 func (w *Window) Length() time.Duration {
 	return time.Duration(w.slotDur * int64(len(w.slots)-1))

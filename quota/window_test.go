@@ -189,3 +189,38 @@ func BenchmarkSubjectAdmit(b *testing.B) {
 		tk.Done(now+int64(i)*1000, 200)
 	}
 }
+
+// TestWindowFade: fade says, slot by slot, what of the window's charges may
+// still count, and never less than the window itself counts then.
+func TestWindowFade(t *testing.T) {
+	const slotDur = int64(100 * time.Millisecond)
+	w := NewWindow(1000, time.Second, 10) // 10 slots of 100 ms, 11 kept
+	base := int64(1000 * time.Second)
+	w.Take(base+5*slotDur, 7, false)  // leaves after slot base+15
+	w.Take(base+9*slotDur, 3, false)  // leaves after slot base+19
+	w.Take(base+12*slotDur, 5, false) // leaves after slot base+22
+	now := base + 12*slotDur + slotDur/2
+	left, step := w.fade(now)
+	if step != time.Duration(slotDur) || len(left) != 11 {
+		t.Fatalf("fade: step %v, %d entries; want 100ms and 11", step, len(left))
+	}
+	// The current slot's charge is the last to leave, 11 slots on.
+	if left[0] != 15 || left[len(left)-1] != 5 {
+		t.Fatalf("fade starts at %d and ends at %d; want 15 and 5", left[0], left[len(left)-1])
+	}
+	if used := w.Used(now + int64(len(left))*slotDur); used != 0 {
+		t.Fatalf("past the fade the window still counts %d", used)
+	}
+	for k := range left {
+		at := now + int64(k)*slotDur
+		if used := w.Used(at); used > left[k] {
+			t.Fatalf("%d slots on the window counts %d, fade says at most %d", k, used, left[k])
+		}
+		if k > 0 && left[k] > left[k-1] {
+			t.Fatalf("fade grows at %d: %v", k, left)
+		}
+	}
+	if l, _ := NewWindow(Unlimited, time.Second, 10).fade(now); l != nil {
+		t.Fatalf("an unlimited window fades %v", l)
+	}
+}
