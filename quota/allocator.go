@@ -52,6 +52,18 @@ type Round struct {
 	// node's footprint: lease, grace, clock margin and the longest window.
 	Hold   time.Duration               `json:"hold"`
 	Grants map[string]map[string]Grant `json:"grants"` // node -> deployment -> grant
+	// Released names the holders that released their shares within the
+	// longest window, with what their release reports said, so that a
+	// new allocator learns them from the log (a leader that stops
+	// releases through its own last round).
+	Released map[string]Released `json:"released,omitempty"`
+}
+
+// Released is a holder's release, as the allocator received it.
+type Released struct {
+	At   int64            `json:"at"` // allocator clock at arrival
+	Used map[string]Grant `json:"used"`
+	Fade map[string]*Fade `json:"fade,omitempty"`
 }
 
 // Demand is what a node asked of one deployment and what it was charged,
@@ -210,6 +222,21 @@ func (a *Allocator) SetRounds(rs []Round) {
 	if n := len(rs); n > 0 && rs[n-1].Seq > a.seq {
 		a.seq = rs[n-1].Seq
 	}
+	for _, r := range rs {
+		for h, rel := range r.Released {
+			if ak, ok := a.acks[h]; ok && ak.round == math.MaxUint64 {
+				continue
+			}
+			// Another allocator's clock: count from a clock margin later,
+			// which errs toward holding.
+			at := rel.At + int64(a.cfg.ClockMargin)
+			a.acks[h] = ack{round: math.MaxUint64, at: at, used: rel.Used, fade: rel.Fade}
+			rep := a.reports[h]
+			rep.released = true
+			rep.at = max(rep.at, at)
+			a.reports[h] = rep
+		}
+	}
 }
 
 // SetCarry names holders to carry over unchanged into the next round:
@@ -310,6 +337,15 @@ func (a *Allocator) Next(now int64, live []string) Round {
 		}
 	}
 	sort.Strings(grantees)
+	// Releases still counting go into the log with the round.
+	for h, ak := range a.acks {
+		if ak.round == math.MaxUint64 && now-ak.at < int64(longest) {
+			if r.Released == nil {
+				r.Released = map[string]Released{}
+			}
+			r.Released[h] = Released{At: ak.at, Used: ak.used, Fade: ak.fade}
+		}
+	}
 	// Every node that appears in a round still counting has a footprint.
 	holders := map[string]bool{}
 	for _, rd := range a.rounds {
@@ -321,11 +357,41 @@ func (a *Allocator) Next(now int64, live []string) Round {
 		holders[n] = true
 		r.Grants[n] = map[string]Grant{}
 	}
+	// Forget nodes that no round counts any more, that are not live and
+	// that stopped reporting long ago (earlier incarnations), so that the
+	// allocator's memory does not grow with every restart.
+	isLive := make(map[string]bool, len(live))
+	for _, n := range live {
+		isLive[n] = true
+	}
+	for n, rep := range a.reports {
+		if !holders[n] && !isLive[n] && now-rep.at > int64(a.cfg.Stale+longest) {
+			delete(a.reports, n)
+			delete(a.acks, n)
+		}
+	}
 	defer func() {
-		for h, g := range a.carry {
-			if _, granted := r.Grants[h]; !granted {
-				r.Grants[h] = g
+		for h, gs := range a.carry {
+			if _, granted := r.Grants[h]; granted {
+				continue
 			}
+			// A carried grant may not exceed what the committed rounds
+			// still count for the holder: once its lease lapsed (a long
+			// leader change) the holder stopped admitting, its footprint
+			// fell, and the others were given that room.
+			out := make(map[string]Grant, len(gs))
+			for d, g := range gs {
+				var c Grant
+				for dim := range numDims {
+					v := g.dim(dim)
+					if v >= 0 {
+						v = min(v, a.footprint(h, d, dim, now))
+					}
+					c.set(dim, v)
+				}
+				out[d] = c
+			}
+			r.Grants[h] = out
 		}
 		a.carry = nil
 	}()

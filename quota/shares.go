@@ -258,8 +258,9 @@ func (s *Shares) HandleReport(payload []byte) {
 // which then counts the node's shares only as what it charged, until
 // those charges leave the windows, instead of holding them until its
 // lease surely ended. Call it after the last request finished and before
-// the actors stop; a leader's own allocator is stopping, so it only
-// releases locally and its successor waits for the lease as usual.
+// the actors stop. On the leader, it waits until its own allocator
+// committed a round recording the release (rounds carry releases, so the
+// next leader's allocator learns them from the log).
 func (s *Shares) Release(ctx context.Context) error {
 	reply := make(chan []byte, 1)
 	select {
@@ -273,13 +274,33 @@ func (s *Shares) Release(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("release shares: %w", ctx.Err())
 	}
-	if body == nil || s.cfg.Transport.IsLeader() {
+	if body == nil {
 		return nil
 	}
-	if err := s.cfg.Transport.SendReport(ctx, body); err != nil {
-		return fmt.Errorf("release shares: %w", err)
+	if !s.cfg.Transport.IsLeader() {
+		if err := s.cfg.Transport.SendReport(ctx, body); err != nil {
+			return fmt.Errorf("release shares: %w", err)
+		}
+		return nil
 	}
-	return nil
+	// The leader's own allocator records the release in its next round,
+	// so that the next leader learns it from the log.
+	s.HandleReport(body)
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		rs := s.table.Rounds()
+		if n := len(rs); n > 0 {
+			if _, ok := rs[n-1].Released[s.name]; ok {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("release shares: no round recorded the release: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 // Run runs the actors until ctx ends.
@@ -476,8 +497,11 @@ func (s *Shares) renew(ctx context.Context, q state.QuotaSettings) {
 		alive[id] = true
 	}
 	r := Round{Seq: last.Seq + 1, Issued: now, Lease: last.Lease, Grace: last.Grace, Safe: last.Safe,
-		Hold: last.Hold, Grants: map[string]map[string]Grant{}}
+		Hold: last.Hold, Grants: map[string]map[string]Grant{}, Released: last.Released}
 	for holder, g := range last.Grants {
+		if _, released := last.Released[holder]; released {
+			continue
+		}
 		if id, _, _ := strings.Cut(holder, "#"); alive[id] {
 			r.Grants[holder] = g
 		}
