@@ -57,8 +57,10 @@ type Deployment struct {
 	// the demand this node reports to the allocator.
 	wantReq, wantTok *Window
 	// batchReq and batchTok count the batch class's own charges, which
-	// BatchFraction caps.
+	// BatchFraction caps; interReq and interTok count what interactive
+	// requests asked for, admitted or not, which batch leaves room for.
 	batchReq, batchTok *Window
+	interReq, interTok *Window
 	// share is the capacity granted (leased share or whole allowance);
 	// the windows' capacities are share x throttle.
 	shareMu sync.Mutex
@@ -96,6 +98,8 @@ func NewDeployment(d *state.Deployment, slots int, refund bool) *Deployment {
 		wantTok:  NewWindow(countOnly, d.TPMWindow.D(), slots),
 		batchReq: NewWindow(countOnly, d.RPMWindow.D(), slots),
 		batchTok: NewWindow(countOnly, d.TPMWindow.D(), slots),
+		interReq: NewWindow(countOnly, d.RPMWindow.D(), slots),
+		interTok: NewWindow(countOnly, d.TPMWindow.D(), slots),
 		refund:   refund,
 
 		limitedReq: d.RPM > 0,
@@ -143,14 +147,16 @@ func (d *Deployment) Reserve(now, tokens int64) (Reservation, time.Duration, err
 	return d.ReserveClass(now, tokens, false)
 }
 
-// ReserveClass is Reserve for a priority class. Batch charges may use at
-// most BatchFraction of the capacity (their own charges, within each
-// window) while interactive requests asked for this deployment within its
-// token window, and nothing while an
-// interactive charge found the share spent within the last shareWait
-// (the share is short, for example while a dead node's share is still
-// held): batch traffic never takes the headroom interactive traffic
-// needs. It refuses with ErrBatchHeadroom.
+// ReserveClass is Reserve for a priority class. While interactive
+// requests asked for this deployment within its token window, batch
+// charges may use at most BatchFraction of the capacity (their own
+// charges, within each window) and only what interactive requests did not
+// ask for within the window, with interactiveMargin to spare; and nothing
+// while an interactive charge found the share spent within the last
+// shareWait (the share is short, for example while a dead node's share is
+// still held). So batch traffic never takes the headroom interactive
+// traffic needs, and still uses what it leaves idle. It refuses with
+// ErrBatchHeadroom.
 func (d *Deployment) ReserveClass(now, tokens int64, batch bool) (Reservation, time.Duration, error) {
 	d.wantReq.Take(now, 1, true)
 	d.wantTok.Take(now, tokens, true)
@@ -161,12 +167,14 @@ func (d *Deployment) ReserveClass(now, tokens int64, batch bool) (Reservation, t
 		if d.lastInter.Load() < now {
 			d.lastInter.Store(now)
 		}
+		d.interReq.Take(now, 1, true)
+		d.interTok.Take(now, tokens, true)
 	} else if f := d.batchFraction.Load(); f > 0 && now-d.lastInter.Load() < int64(d.tokens.Length()) {
 		if now-d.lastShort.Load() < int64(shareWait) {
 			return Reservation{}, shareWait, ErrBatchHeadroom
 		}
 		frac := math.Float64frombits(f)
-		if !fitsFraction(d.batchReq, d.requests, now, 1, frac) || !fitsFraction(d.batchTok, d.tokens, now, tokens, frac) {
+		if !fitsBatch(d.batchReq, d.interReq, d.requests, now, 1, frac) || !fitsBatch(d.batchTok, d.interTok, d.tokens, now, tokens, frac) {
 			return Reservation{}, shareWait, ErrBatchHeadroom
 		}
 	}
@@ -197,11 +205,20 @@ func (d *Deployment) ReserveClass(now, tokens int64, batch bool) (Reservation, t
 	return Reservation{at: now, tokens: tokens, batch: batch}, 0, nil
 }
 
-// fitsFraction reports whether n more units of a class whose charges
-// class counts stay within frac of all's capacity.
-func fitsFraction(class, all *Window, now, n int64, frac float64) bool {
+// interactiveMargin is the part of interactive demand batch leaves free
+// on top of it: demand within the next window varies from the last's.
+const interactiveMargin = 0.1
+
+// fitsBatch reports whether n more batch units (batch counts batch's own
+// charges, inter what interactive requests asked for) stay within frac of
+// all's capacity and leave interactive demand its room.
+func fitsBatch(batch, inter, all *Window, now, n int64, frac float64) bool {
 	c := all.Capacity()
-	return c < 0 || float64(class.Used(now)+n) <= float64(c)*frac
+	if c < 0 {
+		return true
+	}
+	own := float64(batch.Used(now) + n)
+	return own <= float64(c)*frac && own+float64(inter.Used(now))*(1+interactiveMargin) <= float64(c)
 }
 
 // short records that an interactive charge found the share spent at now.

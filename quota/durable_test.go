@@ -100,6 +100,22 @@ func TestBatchHeadroom(t *testing.T) {
 	if _, _, err := d.ReserveClass(now, 10, true); err != nil {
 		t.Fatalf("batch after a cancelled batch reservation: %v", err)
 	}
+	// Interactive demand of 8 of 10 a window: batch gets only what it
+	// leaves with 10% to spare (10 - 8.8 = 1.2, so one), although it is
+	// far from its fraction.
+	now += int64(2 * time.Second)
+	if n := count(false); n != 10 {
+		t.Fatalf("interactive alone admitted %d of 10", n)
+	}
+	now += int64(2 * time.Second)
+	for range 8 {
+		if _, _, err := d.ReserveClass(now, 10, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := count(true); n != 1 {
+		t.Fatalf("batch beside interactive demand of 8 admitted %d, want 1", n)
+	}
 }
 
 // TestBatchYieldsWhenInteractiveIsShort: once an interactive charge finds
