@@ -236,7 +236,8 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		// the allocator may hand them to the other nodes as soon as what
 		// this node charged leaves the windows, not a lease later.
 		if n.shares != nil {
-			rctx, rcancel := context.WithTimeout(ctx, time.Second)
+			// Two rounds' time: a leader waits for its own next round.
+			rctx, rcancel := context.WithTimeout(ctx, 2*time.Second)
 			if err := n.shares.Release(rctx); err != nil {
 				n.cfg.Logger.Warn("quota shares not released; the allocator waits for the lease", "err", err)
 			}

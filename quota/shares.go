@@ -289,9 +289,8 @@ func (s *Shares) Release(ctx context.Context) error {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for {
-		rs := s.table.Rounds()
-		if n := len(rs); n > 0 {
-			if _, ok := rs[n-1].Released[s.name]; ok {
+		for _, r := range s.table.Rounds() {
+			if _, ok := r.Released[s.name]; ok {
 				return nil
 			}
 		}
