@@ -2,6 +2,8 @@ package node_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"github.com/sluicehq/sluice/admin"
 	"github.com/sluicehq/sluice/chaos/mock"
 	"github.com/sluicehq/sluice/cluster"
+	"github.com/sluicehq/sluice/cluster/fsm"
 	"github.com/sluicehq/sluice/cluster/state"
 	"github.com/sluicehq/sluice/node"
 )
@@ -99,9 +102,23 @@ func TestClusterNodesShareConfig(t *testing.T) {
 	}
 	start := time.Now()
 	c := &admin.Client{Addr: nodes[0].AdminAddr(), Token: adminToken}
-	created, err := c.CreateKey(context.Background(), admin.KeyRequest{ID: "k2", Tenant: "t"})
-	if err != nil {
-		t.Fatal(err)
+	// A leader change while the write commits (the test cluster's raft
+	// timeouts are short, and a busy machine delays heartbeats) leaves its
+	// outcome unknown; the key's plaintext is only shown once, so an
+	// operator would create another key, and so does the test.
+	var created *admin.CreatedKey
+	for i := 2; ; i++ {
+		k, err := c.CreateKey(context.Background(), admin.KeyRequest{ID: fmt.Sprintf("k%d", i), Tenant: "t"})
+		var ae *admin.Error
+		if errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable && time.Since(start) < 10*time.Second {
+			t.Logf("key k%d: %v; creating another", i, err)
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		created = k
+		break
 	}
 	waitUntil(t, 5*time.Second, "the new key on node 3", func() bool { return chat(t, nodes[2].APIAddr(), created.Key) == 200 })
 	t.Logf("key written on node 1 served on node 3 after %v", time.Since(start))
@@ -117,5 +134,24 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 			t.Fatalf("timed out after %v waiting for %s", d, what)
 		}
 		<-tick.C
+	}
+}
+
+// applyConfig replaces the cluster's configuration, trying again while a
+// leader change leaves the write's outcome unknown or finds no leader: the
+// test clusters' raft timeouts are short and a busy machine delays
+// heartbeats. Replacing the whole configuration is idempotent.
+func applyConfig(t *testing.T, cl *cluster.Cluster, cfg state.Config) error {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := cl.Apply(context.Background(), &fsm.ApplyConfig{Config: cfg})
+		retry := errors.Is(err, cluster.ErrLeadershipLost) || errors.Is(err, cluster.ErrNotLeader) ||
+			errors.Is(err, cluster.ErrNoLeader) || errors.Is(err, cluster.ErrTimeout)
+		if !retry || time.Now().After(deadline) {
+			return err
+		}
+		t.Logf("config write: %v; trying again", err)
+		time.Sleep(50 * time.Millisecond) // back off before the next attempt, not synchronising
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/chaos/mock"
-	"github.com/sluicehq/sluice/cluster/fsm"
 	"github.com/sluicehq/sluice/cluster/state"
 	"github.com/sluicehq/sluice/node"
 	"github.com/sluicehq/sluice/quota"
@@ -287,8 +286,7 @@ func TestClusterTenantLimit(t *testing.T) {
 				cfg.Tenants[i].Limits.RPM = limit
 			}
 		}
-		_, err := cl.Apply(context.Background(), &fsm.ApplyConfig{Config: cfg})
-		return err
+		return applyConfig(t, cl, cfg)
 	}
 	waitUntil(t, 15*time.Second, "the configuration", func() bool { return nodes[0].Cluster().Snapshot().Version > 0 })
 	if err := put(nodes[0]); err != nil {
@@ -360,7 +358,7 @@ func TestAbusiveTenant(t *testing.T) {
 		state.Key{ID: "ka", Hash: state.HashKey("sk-a"), Tenant: "a"},
 		state.Key{ID: "kc", Hash: state.HashKey("sk-c"), Tenant: "c"},
 		state.Key{ID: "kx", Hash: state.HashKey("sk-abuser"), Tenant: "abuser"})
-	if _, err := cl.Apply(context.Background(), &fsm.ApplyConfig{Config: cfg}); err != nil {
+	if err := applyConfig(t, cl, cfg); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, 10*time.Second, "every node to hold a share", func() bool {
@@ -469,7 +467,7 @@ func TestClusterRestartedNodeGetsShares(t *testing.T) {
 			cfg.Tenants[i].Limits = state.Limits{RPM: 6000, TPM: 1_000_000, MaxConcurrent: 64}
 		}
 	}
-	if _, err := cl.Apply(context.Background(), &fsm.ApplyConfig{Config: cfg}); err != nil {
+	if err := applyConfig(t, cl, cfg); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, 10*time.Second, "every node to serve", func() bool {
@@ -527,7 +525,7 @@ func TestClusterDayBudgetIsDurable(t *testing.T) {
 			cfg.Tenants[i].Limits.TokensPerDay = budget
 		}
 	}
-	if _, err := cl.Apply(context.Background(), &fsm.ApplyConfig{Config: cfg}); err != nil {
+	if err := applyConfig(t, cl, cfg); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, 10*time.Second, "every node to serve the tenant", func() bool {
