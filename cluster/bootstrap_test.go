@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -50,37 +51,55 @@ func TestBootstrapEveryStartOrder(t *testing.T) {
 // TestBootstrapConcurrentStart starts three nodes at once, each told the
 // gossip addresses of all three before any listens, so joins must retry.
 func TestBootstrapConcurrentStart(t *testing.T) {
-	tc := newTestCluster(t)
-	var addrs []string
-	var nodes []*testNode
-	for _, id := range []string{"n3", "n1", "n2"} {
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
-		addrs = append(addrs, addr)
-		nodes = append(nodes, tc.newNode(id, func(c *Config) { c.GossipAddr = addr }))
-	}
-	var wg sync.WaitGroup
-	started := make([]*Cluster, len(nodes))
-	errs := make([]error, len(nodes))
-	for i, n := range nodes {
-		n.cfg.Join = addrs
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c, err := New(n.cfg)
-			if err == nil {
-				err = c.Start(context.Background())
-			}
-			started[i], errs[i] = c, err
-		}()
-	}
-	wg.Wait()
-	for i, n := range nodes {
-		if errs[i] != nil {
-			t.Fatalf("start %s: %v", n.id, errs[i])
+	// The gossip ports are picked before any node listens, so another
+	// process may take one in between; such an attempt is repeated with
+	// fresh ports.
+	for attempt := 1; ; attempt++ {
+		tc := newTestCluster(t)
+		var addrs []string
+		var nodes []*testNode
+		for _, id := range []string{"n3", "n1", "n2"} {
+			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t)))
+			addrs = append(addrs, addr)
+			nodes = append(nodes, tc.newNode(id, func(c *Config) { c.GossipAddr = addr }))
 		}
-		n.c = started[i]
+		var wg sync.WaitGroup
+		started := make([]*Cluster, len(nodes))
+		errs := make([]error, len(nodes))
+		for i, n := range nodes {
+			n.cfg.Join = addrs
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := New(n.cfg)
+				if err == nil {
+					err = c.Start(context.Background())
+				}
+				started[i], errs[i] = c, err
+			}()
+		}
+		wg.Wait()
+		// Every node that started belongs to the harness, which stops it
+		// whatever happens next (a failed Start releases everything).
+		var failed error
+		for i, n := range nodes {
+			if errs[i] == nil {
+				n.c = started[i]
+			} else if failed == nil {
+				failed = fmt.Errorf("start %s: %w", n.id, errs[i])
+			}
+		}
+		if failed != nil && attempt < 3 && strings.Contains(failed.Error(), "address already in use") {
+			t.Logf("attempt %d: %v; again with fresh ports", attempt, failed)
+			tc.stopAll()
+			continue
+		}
+		if failed != nil {
+			t.Fatal(failed)
+		}
+		checkOneCluster(t, tc, []string{"n1", "n2", "n3"})
+		return
 	}
-	checkOneCluster(t, tc, []string{"n1", "n2", "n3"})
 }
 
 // TestBootstrapExpectMismatch: a node expecting another cluster size is
