@@ -144,6 +144,8 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 func applyConfig(t *testing.T, cl *cluster.Cluster, cfg state.Config) error {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
+	backoff := time.NewTicker(50 * time.Millisecond)
+	defer backoff.Stop()
 	for {
 		_, err := cl.Apply(context.Background(), &fsm.ApplyConfig{Config: cfg})
 		retry := errors.Is(err, cluster.ErrLeadershipLost) || errors.Is(err, cluster.ErrNotLeader) ||
@@ -152,6 +154,6 @@ func applyConfig(t *testing.T, cl *cluster.Cluster, cfg state.Config) error {
 			return err
 		}
 		t.Logf("config write: %v; trying again", err)
-		time.Sleep(50 * time.Millisecond) // back off before the next attempt, not synchronising
+		<-backoff.C
 	}
 }
