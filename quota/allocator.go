@@ -248,8 +248,11 @@ func (a *Allocator) SetCarry(c map[string]map[string]Grant) { a.carry = c }
 
 // Observe records a node's report, received at now.
 func (a *Allocator) Observe(r Report, now int64) {
-	a.reports[r.Node] = lastReport{at: now, demands: r.Demands, released: r.Released}
 	prev, ok := a.acks[r.Node]
+	// Once released, always released: a periodic report sent before the
+	// release may arrive after it.
+	released := r.Released || (ok && prev.round == math.MaxUint64)
+	a.reports[r.Node] = lastReport{at: now, demands: r.Demands, released: released}
 	if r.Released {
 		r.Round = math.MaxUint64 // supersedes every round, issued or not
 	}

@@ -526,6 +526,8 @@ func TestAllocatorReleaseSurvivesLeaderChange(t *testing.T) {
 		Left: [numDims][]int64{nil, left}}}
 	a.Observe(rel, now+int64(100*time.Millisecond))
 	a.Observe(want("b#1", 9000, r1.Seq), now+int64(400*time.Millisecond))
+	// A periodic report a#1 sent before it released arrives late.
+	a.Observe(want("a#1", 4000, r1.Seq), now+int64(300*time.Millisecond))
 	r2 := a.Next(now+int64(500*time.Millisecond), []string{"a#1", "b#1"})
 	if _, ok := r2.Released["a#1"]; !ok {
 		t.Fatalf("round after the release does not record it: %+v", r2.Released)
