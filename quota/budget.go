@@ -57,10 +57,12 @@ type Deployment struct {
 	// the demand this node reports to the allocator.
 	wantReq, wantTok *Window
 	// batchReq and batchTok count the batch class's own charges, which
-	// BatchFraction caps; interReq and interTok count what interactive
-	// requests asked for, admitted or not, which batch leaves room for.
-	batchReq, batchTok *Window
-	interReq, interTok *Window
+	// BatchFraction caps; batchAskReq and batchAskTok what batch requests
+	// asked for, admitted or not, so that what interactive requests asked
+	// for (which batch leaves room for) is want less these, and the
+	// interactive path counts nothing more.
+	batchReq, batchTok       *Window
+	batchAskReq, batchAskTok *Window
 	// share is the capacity granted (leased share or whole allowance);
 	// the windows' capacities are share x throttle.
 	shareMu sync.Mutex
@@ -98,9 +100,10 @@ func NewDeployment(d *state.Deployment, slots int, refund bool) *Deployment {
 		wantTok:  NewWindow(countOnly, d.TPMWindow.D(), slots),
 		batchReq: NewWindow(countOnly, d.RPMWindow.D(), slots),
 		batchTok: NewWindow(countOnly, d.TPMWindow.D(), slots),
-		interReq: NewWindow(countOnly, d.RPMWindow.D(), slots),
-		interTok: NewWindow(countOnly, d.TPMWindow.D(), slots),
 		refund:   refund,
+
+		batchAskReq: NewWindow(countOnly, d.RPMWindow.D(), slots),
+		batchAskTok: NewWindow(countOnly, d.TPMWindow.D(), slots),
 
 		limitedReq: d.RPM > 0,
 		limitedTok: d.TPM > 0,
@@ -167,15 +170,18 @@ func (d *Deployment) ReserveClass(now, tokens int64, batch bool) (Reservation, t
 		if d.lastInter.Load() < now {
 			d.lastInter.Store(now)
 		}
-		d.interReq.Take(now, 1, true)
-		d.interTok.Take(now, tokens, true)
-	} else if f := d.batchFraction.Load(); f > 0 && now-d.lastInter.Load() < int64(d.tokens.Length()) {
-		if now-d.lastShort.Load() < int64(shareWait) {
-			return Reservation{}, shareWait, ErrBatchHeadroom
-		}
-		frac := math.Float64frombits(f)
-		if !fitsBatch(d.batchReq, d.interReq, d.requests, now, 1, frac) || !fitsBatch(d.batchTok, d.interTok, d.tokens, now, tokens, frac) {
-			return Reservation{}, shareWait, ErrBatchHeadroom
+	} else {
+		d.batchAskReq.Take(now, 1, true)
+		d.batchAskTok.Take(now, tokens, true)
+		if f := d.batchFraction.Load(); f > 0 && now-d.lastInter.Load() < int64(d.tokens.Length()) {
+			if now-d.lastShort.Load() < int64(shareWait) {
+				return Reservation{}, shareWait, ErrBatchHeadroom
+			}
+			frac := math.Float64frombits(f)
+			if !fitsBatch(d.batchReq, d.wantReq, d.batchAskReq, d.requests, now, 1, frac) ||
+				!fitsBatch(d.batchTok, d.wantTok, d.batchAskTok, d.tokens, now, tokens, frac) {
+				return Reservation{}, shareWait, ErrBatchHeadroom
+			}
 		}
 	}
 	if ok, wait := d.requests.Take(now, 1, false); !ok {
@@ -209,16 +215,18 @@ func (d *Deployment) ReserveClass(now, tokens int64, batch bool) (Reservation, t
 // on top of it: demand within the next window varies from the last's.
 const interactiveMargin = 0.1
 
-// fitsBatch reports whether n more batch units (batch counts batch's own
-// charges, inter what interactive requests asked for) stay within frac of
-// all's capacity and leave interactive demand its room.
-func fitsBatch(batch, inter, all *Window, now, n int64, frac float64) bool {
+// fitsBatch reports whether n more batch units stay within frac of all's
+// capacity and leave interactive demand its room: batch counts batch's own
+// charges, want every ask and batchAsk batch's asks, so interactive
+// requests asked for want less batchAsk.
+func fitsBatch(batch, want, batchAsk, all *Window, now, n int64, frac float64) bool {
 	c := all.Capacity()
 	if c < 0 {
 		return true
 	}
 	own := float64(batch.Used(now) + n)
-	return own <= float64(c)*frac && own+float64(inter.Used(now))*(1+interactiveMargin) <= float64(c)
+	inter := float64(max(want.Used(now)-batchAsk.Used(now), 0))
+	return own <= float64(c)*frac && own+inter*(1+interactiveMargin) <= float64(c)
 }
 
 // short records that an interactive charge found the share spent at now.
