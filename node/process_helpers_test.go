@@ -1,7 +1,6 @@
 package node_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/admin"
+	"github.com/sluicehq/sluice/chaos/suite"
 	"github.com/sluicehq/sluice/cluster"
 	"github.com/sluicehq/sluice/cluster/state"
 )
@@ -156,7 +156,7 @@ func (c *procCluster) addNode(id string, expect int) *procNode {
 	c.t.Cleanup(func() {
 		c.kill(n)
 		if c.t.Failed() {
-			c.t.Logf("--- %s: end of %s (kept with -artifacts), per-request lines left out ---\n%s", n.id, n.logPath, tail(n.logPath, 40))
+			c.t.Logf("--- %s: end of %s (kept with -artifacts), per-request lines left out ---\n%s", n.id, n.logPath, suite.Tail(n.logPath, 40))
 		}
 	})
 	return n
@@ -215,7 +215,7 @@ func (c *procCluster) start(n *procNode) {
 		// ip netns exec replaces itself with the agent: same process.
 		cmd = exec.Command("ip", append([]string{"netns", "exec", n.netns, c.bin}, args...)...)
 	}
-	cmd.Env = append(hermeticEnv(), admin.TokensEnv+"=test:admin:"+procToken)
+	cmd.Env = append(suite.HermeticEnv(), admin.TokensEnv+"=test:admin:"+procToken)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		_ = logf.Close()
@@ -228,18 +228,6 @@ func (c *procCluster) start(n *procNode) {
 		_ = logf.Close()
 	}()
 	n.cmd, n.exited, n.up = cmd, exited, true
-}
-
-// hermeticEnv is the test's environment without SLUICE_ variables, so a
-// developer's gossip key or tokens cannot leak into the processes.
-func hermeticEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SLUICE_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 // running reports whether n's process has been started and not reaped.
@@ -292,7 +280,7 @@ func (c *procCluster) poll(d, every time.Duration, cond func() error) error {
 		for _, n := range c.nodes {
 			if n.up && !c.running(n) {
 				// Reaped: reading ProcessState is ordered after Wait.
-				return fmt.Errorf("%s exited unexpectedly (%v); its log ends:\n%s", n.id, n.cmd.ProcessState, tail(n.logPath, 20))
+				return fmt.Errorf("%s exited unexpectedly (%v); its log ends:\n%s", n.id, n.cmd.ProcessState, suite.Tail(n.logPath, 20))
 			}
 		}
 		err := cond()
@@ -380,29 +368,6 @@ func nodeIDs(ns []*procNode) []string {
 		ids[i] = n.id
 	}
 	return ids
-}
-
-// tail returns the last n lines of the log at path, leaving out the admin
-// API's line per request, which would crowd out everything else.
-func tail(path string, n int) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return err.Error()
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), `msg="admin request"`) {
-			continue
-		}
-		lines = append(lines, sc.Text())
-		if len(lines) > n {
-			lines = lines[1:]
-		}
-	}
-	return strings.Join(lines, "\n")
 }
 
 // startServing joins every node of ns to every other, starts them with
