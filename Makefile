@@ -51,7 +51,7 @@ bench-soak: ## 10-minute soak through one node at 2,000 req/s with 100 streams o
 
 CHAOS_QUOTA_DURATION ?= 2m
 chaos-quota: ## quota acceptance on 3 real processes: 1.5x load, calm half then a SIGKILL every 20 s (CHAOS_QUOTA_DURATION, default 2m)
-	set -o pipefail; SLUICE_CHAOS_QUOTA=$(CHAOS_QUOTA_DURATION) $(GO) test -count=1 -v -timeout 15m -run '^TestChaos(Quota|Partition)$$' ./node/ 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok )|chaos_(quota|partition)_test'
+	set -o pipefail; SLUICE_CHAOS_QUOTA=$(CHAOS_QUOTA_DURATION) $(GO) test -count=1 -v -timeout 15m -run '^TestChaos(Quota|Partition|Reclaim)$$' ./node/ 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok )|chaos_(quota|partition|reclaim)_test'
 
 CHAOS_SEED ?= 1
 chaos: build ## chaos suite, bounded (every fault once under load, about 3.5 min): report, summary and chart in .run/chaos/

@@ -52,6 +52,11 @@ type Round struct {
 	// node's footprint: lease, grace, clock margin and the longest window.
 	Hold   time.Duration               `json:"hold"`
 	Grants map[string]map[string]Grant `json:"grants"` // node -> deployment -> grant
+	// Bursts are, for the dimensions the round paces, the depth of each
+	// grant's bucket (Unpaced, or no entry, for the others; see Pace).
+	Bursts map[string]map[string]Grant `json:"bursts,omitempty"`
+	// PaceWait is how long a node may schedule a paced charge ahead.
+	PaceWait time.Duration `json:"pace_wait,omitempty"`
 	// Released names the holders that released their shares within the
 	// longest window, with what their release reports said, so that a
 	// new allocator learns them from the log (a leader that stops
@@ -71,6 +76,13 @@ type Released struct {
 type Demand struct {
 	Want Grant `json:"want"` // charges asked for, admitted or refused
 	Used Grant `json:"used"` // charges admitted
+	// Peak is the largest single charge asked for: a paced share's burst
+	// must hold it.
+	Peak Grant `json:"peak,omitzero"`
+	// Ahead is how far past the report a paced share has scheduled
+	// charges: charges scheduled under a round the report supersedes go
+	// out within it.
+	Ahead time.Duration `json:"ahead,omitempty"`
 	// Upstream is the provider's latest word on its own windows, from the
 	// x-ratelimit-remaining-* headers of an answer; nil when none came
 	// within a window.
@@ -127,6 +139,9 @@ type Report struct {
 type Budget struct {
 	Allowance Grant
 	Windows   [numDims]time.Duration
+	// Paceable says the holders spend shares of this budget through a
+	// Pace (deployment budgets; tenants' per-minute limits are windows).
+	Paceable bool
 	// HoldBack keeps what no node asks for unallocated instead of spreading
 	// it evenly: each node gets at most twice its demand (or the floor).
 	// Budgets over long windows (tenants' per-minute limits) set it, so a
@@ -151,13 +166,46 @@ type AllocatorConfig struct {
 	// IgnoreUpstream turns off drift correction from the provider's
 	// x-ratelimit-remaining-* headers (see Allocator.drift).
 	IgnoreUpstream bool
+	// PaceBurst is the part of a share spent at once where shares are
+	// paced (windows of at least paceMinWindow); the rest is spent at a
+	// rate. 0 (or 1 and more) paces nothing. See Pace.
+	PaceBurst float64
+	// PaceWait is how long a node may schedule a paced charge ahead.
+	PaceWait time.Duration
+}
+
+// paced reports whether deployment d's dimension dim is paced.
+func (a *Allocator) paced(d string, dim int) bool {
+	b := a.budgets[d]
+	return b.Paceable && a.cfg.PaceBurst > 0 && a.cfg.PaceBurst < 1 && b.Windows[dim] >= paceMinWindow && b.Allowance.dim(dim) > 0
+}
+
+// burst returns the burst of node's grant for d and dim in round r, and
+// whether the grant is paced.
+func (r *Round) burst(node, d string, dim int) (int64, bool) {
+	b, ok := r.Bursts[node][d]
+	if !ok || b.dim(dim) < 0 {
+		return 0, false
+	}
+	return b.dim(dim), true
 }
 
 type ack struct {
 	round uint64
 	at    int64 // allocator clock when the report arrived
 	used  map[string]Grant
+	ahead map[string]time.Duration
 	fade  map[string]*Fade // a release report's, by deployment
+}
+
+// tail returns how long after the report superseding round r the node may
+// still send charges scheduled under r: what it said was scheduled ahead,
+// at most r's pace wait.
+func (ak ack) tail(r *Round, d string) int64 {
+	if a, ok := ak.ahead[d]; ok {
+		return int64(min(a, r.PaceWait))
+	}
+	return int64(r.PaceWait)
 }
 
 type lastReport struct {
@@ -192,6 +240,14 @@ type Allocator struct {
 	// allowance the provider says is used by someone other than this
 	// cluster's admissions (see drift).
 	external map[string]*[numDims]float64
+	// seen holds, per deployment and dimension, the fresh estimates of
+	// the last window (see drift).
+	seen map[string]*[numDims][]driftObs
+}
+
+type driftObs struct {
+	at  int64
+	est int64
 }
 
 // NewAllocator returns an allocator with no rounds.
@@ -199,7 +255,7 @@ func NewAllocator(cfg AllocatorConfig) *Allocator {
 	if cfg.Stale <= 0 {
 		cfg.Stale = 2 * time.Second
 	}
-	return &Allocator{cfg: cfg, budgets: map[string]Budget{}, acks: map[string]ack{}, reports: map[string]lastReport{}, external: map[string]*[numDims]float64{}}
+	return &Allocator{cfg: cfg, budgets: map[string]Budget{}, acks: map[string]ack{}, reports: map[string]lastReport{}, external: map[string]*[numDims]float64{}, seen: map[string]*[numDims][]driftObs{}}
 }
 
 // SetConfig replaces the settings.
@@ -258,9 +314,11 @@ func (a *Allocator) Observe(r Report, now int64) {
 	}
 	if !ok || r.Round > prev.round {
 		used := make(map[string]Grant, len(r.Demands))
+		ahead := make(map[string]time.Duration, len(r.Demands))
 		var fade map[string]*Fade
 		for d, dem := range r.Demands {
 			used[d] = dem.Used
+			ahead[d] = dem.Ahead
 			if r.Released && dem.Fade != nil {
 				if fade == nil {
 					fade = map[string]*Fade{}
@@ -268,7 +326,7 @@ func (a *Allocator) Observe(r Report, now int64) {
 				fade[d] = dem.Fade
 			}
 		}
-		a.acks[r.Node] = ack{round: r.Round, at: now, used: used, fade: fade}
+		a.acks[r.Node] = ack{round: r.Round, at: now, used: used, ahead: ahead, fade: fade}
 	}
 }
 
@@ -295,10 +353,11 @@ func (a *Allocator) footprint(node, d string, dim int, now int64) int64 {
 		end := leaseEnd + int64(r.Grace)
 		if acked && ak.round > r.Seq {
 			// Superseded: after the report the node charges under newer
-			// rounds only, and its earlier charges within a window are at
-			// most what it reported.
-			end = min(end, ak.at)
-			leaseEnd = min(leaseEnd, ak.at)
+			// rounds only (but for what it scheduled before, which goes
+			// out within a pace wait), and its earlier charges within a
+			// window are at most what it reported (held ones included).
+			end = min(end, ak.at+ak.tail(r, d))
+			leaseEnd = min(leaseEnd, ak.at+ak.tail(r, d))
 			v = min(v, ak.used[d].dim(dim))
 			// The allocator's clock runs from the report's arrival, which
 			// is after the node measured the fade: it errs toward holding.
@@ -317,6 +376,87 @@ func (a *Allocator) footprint(node, d string, dim int, now int64) int64 {
 	return f
 }
 
+// pacedFootprint is footprint for a paced dimension, in two parts (see
+// Pace): burst, the deepest bucket node may have had within the last
+// window, and rate, the most it may spend per window from now on. Within
+// any window ending at or after now the node charges at most burst plus
+// rate over the window, and the rate part stops counting as soon as the
+// node surely stopped spending it: the allocator may hand it to others at
+// once, since the node's charges leave the provider's window at the pace
+// they entered it. Rounds that did not pace the dimension count as all
+// burst, as footprint counts them.
+func (a *Allocator) pacedFootprint(node, d string, dim int, now int64) (burst, rate int64) {
+	w := int64(a.budgets[d].Windows[dim])
+	ak, acked := a.acks[node]
+	for i := range a.rounds {
+		r := &a.rounds[i]
+		g, ok := r.Grants[node][d]
+		if !ok {
+			continue
+		}
+		v := g.dim(dim)
+		if v <= 0 {
+			continue
+		}
+		c, paced := r.burst(node, d, dim)
+		if !paced {
+			c = v
+		}
+		c = min(c, v)
+		rr := v - c
+		leaseEnd := r.Issued + int64(r.Lease+a.cfg.ClockMargin)
+		end := leaseEnd + int64(r.Grace)
+		// Charges are scheduled only before the lease phase in force
+		// ends; once the node applied a newer round, what it scheduled
+		// before goes out within a pace wait.
+		rateLease, rateEnd := leaseEnd, end
+		if acked && ak.round > r.Seq {
+			end = min(end, ak.at+ak.tail(r, d))
+			leaseEnd = min(leaseEnd, ak.at+ak.tail(r, d))
+			rateLease = min(rateLease, ak.at+ak.tail(r, d))
+			rateEnd = min(rateEnd, ak.at+ak.tail(r, d))
+			if !paced {
+				// As footprint: a superseded window share counts at most
+				// what the node reported charging under it.
+				c = min(c, ak.used[d].dim(dim))
+				if l := ak.fade[d].left(dim, now-ak.at); l >= 0 {
+					c = min(c, l)
+				}
+			}
+		}
+		switch {
+		case now < rateLease:
+			rate = max(rate, rr)
+		case now < rateEnd:
+			rate = max(rate, int64(math.Ceil(float64(rr)*r.Safe)))
+		}
+		switch {
+		case now < leaseEnd+w:
+			burst = max(burst, c)
+		case now < end+w:
+			burst = max(burst, int64(math.Ceil(float64(c)*r.Safe)))
+		}
+	}
+	// A released node charges nothing more: what it charged before leaves
+	// the window as its fade says.
+	if acked && ak.round == math.MaxUint64 && rate == 0 {
+		if l := ak.fade[d].left(dim, now-ak.at); l >= 0 {
+			burst = min(burst, l)
+		}
+	}
+	return burst, rate
+}
+
+// holds reports whether node may still charge deployment d's dimension
+// dim within a window ending at or after now.
+func (a *Allocator) holds(node, d string, dim int, now int64) bool {
+	if a.paced(d, dim) {
+		b, r := a.pacedFootprint(node, d, dim, now)
+		return b+r > 0
+	}
+	return a.footprint(node, d, dim, now) > 0
+}
+
 // Next computes the next round for the live nodes at now. The caller
 // commits it through the replicated log and then installs it with
 // SetRounds (or Append); until then it must not be used.
@@ -328,8 +468,11 @@ func (a *Allocator) Next(now int64, live []string) Round {
 	}
 	r := Round{
 		Seq: a.seq, Issued: now, Lease: a.cfg.Lease, Grace: a.cfg.Grace, Safe: a.cfg.SafeFraction,
-		Hold:   a.cfg.Lease + a.cfg.Grace + a.cfg.ClockMargin + longest,
-		Grants: map[string]map[string]Grant{},
+		Hold:   a.cfg.Lease + a.cfg.Grace + a.cfg.ClockMargin + longest + a.cfg.PaceWait,
+		Grants: map[string]map[string]Grant{}, PaceWait: a.cfg.PaceWait,
+		// Made here: the deferred carry below fills it after the return
+		// value is taken.
+		Bursts: map[string]map[string]Grant{},
 	}
 	// Nodes whose reports are stale get nothing new: they may be dead or
 	// cut off, and their old shares run out by themselves.
@@ -374,6 +517,10 @@ func (a *Allocator) Next(now int64, live []string) Round {
 		}
 	}
 	defer func() {
+		var last *Round
+		if n := len(a.rounds); n > 0 {
+			last = &a.rounds[n-1]
+		}
 		for h, gs := range a.carry {
 			if _, granted := r.Grants[h]; granted {
 				continue
@@ -385,14 +532,31 @@ func (a *Allocator) Next(now int64, live []string) Round {
 			out := make(map[string]Grant, len(gs))
 			for d, g := range gs {
 				var c Grant
+				b := Grant{Requests: Unpaced, Tokens: Unpaced}
 				for dim := range numDims {
 					v := g.dim(dim)
-					if v >= 0 {
+					var burst int64
+					paced := false
+					if last != nil {
+						burst, paced = last.burst(h, d, dim)
+					}
+					switch {
+					case v < 0:
+					case paced:
+						// Both parts within what is counted.
+						fb, fr := a.pacedFootprint(h, d, dim, now)
+						burst = min(burst, v, fb)
+						v = burst + min(v-burst, fr)
+						b.set(dim, burst)
+					default:
 						v = min(v, a.footprint(h, d, dim, now))
 					}
 					c.set(dim, v)
 				}
 				out[d] = c
+				if b != (Grant{Requests: Unpaced, Tokens: Unpaced}) {
+					r.setBurst(h, d, b)
+				}
 			}
 			r.Grants[h] = out
 		}
@@ -416,6 +580,21 @@ func (a *Allocator) Next(now int64, live []string) Round {
 				continue
 			}
 			total -= a.drift(d, dim, total, holders, now)
+			if a.paced(d, dim) {
+				shares, bursts := a.dividePaced(d, dim, total, grantees, holders, now)
+				for i, n := range grantees {
+					g := r.Grants[n][d]
+					g.set(dim, shares[i])
+					r.Grants[n][d] = g
+					b, ok := r.Bursts[n][d]
+					if !ok {
+						b = Grant{Requests: Unpaced, Tokens: Unpaced}
+					}
+					b.set(dim, bursts[i])
+					r.setBurst(n, d, b)
+				}
+				continue
+			}
 			shares := a.divide(d, dim, total, grantees, holders, now)
 			for i, n := range grantees {
 				g := r.Grants[n][d]
@@ -434,9 +613,14 @@ func (a *Allocator) Next(now int64, live []string) Round {
 // allowance, and nodes report the latest one they saw. When a fresh one
 // says less remains than the allowance minus what the holders report they
 // charged, the difference is used by someone else: the allocator divides
-// that much less (plus driftMargin of the allowance), smoothed over rounds
+// that much less (the largest fresh estimate within the last window, plus
+// driftMargin of the allowance), smoothed over rounds
 // and ignored below driftNoise of the allowance. It decays when the
 // provider stops saying so.
+//
+// The margin is 5%: a provider that counts in fixed windows shows all of
+// its use only at the end of each, and the estimate sees the latest
+// answers of a window a little before that.
 //
 // Only windows of at least driftMinWindow are corrected: the reports of
 // different nodes are up to one interval apart, which is most of a 1 s
@@ -445,7 +629,7 @@ func (a *Allocator) Next(now int64, live []string) Round {
 const (
 	driftMinWindow = 5 * time.Second
 	driftNoise     = 0.05
-	driftMargin    = 0.03
+	driftMargin    = 0.05
 	driftMax       = 0.9  // never divide less than a tenth of the allowance
 	driftSmooth    = 0.5  // weight of the newest estimate
 	driftDecay     = 0.95 // per round without a fresh estimate: a late report or two must not undo it
@@ -466,6 +650,25 @@ func (a *Allocator) drift(d string, dim int, total int64, holders map[string]boo
 	}
 	est, fresh := a.externalUse(d, dim, total, win, holders, now)
 	if fresh {
+		// The largest estimate of the last window: a provider that counts
+		// in fixed windows says little remains only late in each one,
+		// when the cluster's paced charges have filled it (early in a
+		// window the same use looks like none).
+		seen := a.seen[d]
+		if seen == nil {
+			seen = &[numDims][]driftObs{}
+			a.seen[d] = seen
+		}
+		obs := append(seen[dim], driftObs{at: now, est: est})
+		keep := 0
+		for keep < len(obs) && obs[keep].at <= now-int64(win) {
+			keep++
+		}
+		obs = obs[keep:]
+		seen[dim] = obs
+		for _, o := range obs {
+			est = max(est, o.est)
+		}
 		ext[dim] = driftSmooth*float64(est) + (1-driftSmooth)*ext[dim]
 	} else {
 		ext[dim] *= driftDecay
@@ -489,7 +692,14 @@ func (a *Allocator) externalUse(d string, dim int, total int64, win time.Duratio
 	for n := range holders {
 		rep, ok := a.reports[n]
 		if !ok || now-rep.at > int64(win) {
-			continue // nothing it reported still counts in the window
+			// Nothing it reported still counts in the window. If it may
+			// have charged within it (a dead or cut-off node, or a
+			// leader this allocator replaced), its charges are unknown
+			// and would look like someone else's: no estimate now.
+			if a.holds(n, d, dim, now) {
+				return 0, false
+			}
+			continue
 		}
 		dem := rep.demands[d]
 		used += dem.Used.dim(dim)
@@ -519,6 +729,87 @@ func (a *Allocator) Drift(d string) Grant {
 		}
 	}
 	return g
+}
+
+func (r *Round) setBurst(node, d string, b Grant) {
+	if r.Bursts == nil {
+		r.Bursts = map[string]map[string]Grant{}
+	}
+	if r.Bursts[node] == nil {
+		r.Bursts[node] = map[string]Grant{}
+	}
+	r.Bursts[node][d] = b
+}
+
+// dividePaced is divide for a paced dimension: it returns each grantee's
+// share and the burst part of it. A grantee costs, in each part, the
+// larger of what its earlier rounds still count and its new grant; the
+// grants grow toward their targets, both parts by the same fraction of
+// their growth, as far as the allowance less every cost allows.
+func (a *Allocator) dividePaced(d string, dim int, total int64, grantees []string, holders map[string]bool, now int64) (shares, bursts []int64) {
+	n := len(grantees)
+	shares, bursts = make([]int64, n), make([]int64, n)
+	if n == 0 {
+		return shares, bursts
+	}
+	floor := max(int64(float64(total)*a.cfg.Floor), min(1, total/int64(n)))
+	want := make([]int64, n)
+	for i, g := range grantees {
+		// A little more than the demand, as divide asks, but less: the
+		// demand of a paced dimension is measured over a short span, so
+		// a growing node shows up within a round anyway.
+		w := a.reports[g].demands[d].Want.dim(dim)
+		want[i] = max(w+w/64+1, floor)
+	}
+	lockB, lockR := make([]int64, n), make([]int64, n)
+	idx := make(map[string]int, n)
+	for i, g := range grantees {
+		idx[g] = i
+	}
+	var reserved int64
+	for h := range holders {
+		b, r := a.pacedFootprint(h, d, dim, now)
+		if i, ok := idx[h]; ok {
+			lockB[i], lockR[i] = b, r
+			continue
+		}
+		reserved += b + r
+	}
+	target := maxMinFair(max(total-reserved, 0), want, floor, a.budgets[d].HoldBack)
+	free := total - reserved
+	wantB, wantR := make([]int64, n), make([]int64, n)
+	var growth int64
+	for i, g := range grantees {
+		dem := a.reports[g].demands[d]
+		// Unlike a window share (see divide), a paced share is lowered to
+		// its target even below what the grantee charged within the
+		// window: its rate stops counting once the grantee applied the
+		// lower one, and its bucket, not a window, limits it.
+		desired := target[i]
+		peak := dem.Peak.dim(dim)
+		wantB[i] = min(desired, max(int64(math.Ceil(float64(desired)*a.cfg.PaceBurst)), peak+peak/8, 1))
+		wantR[i] = desired - wantB[i]
+		free -= lockB[i] + lockR[i]
+		growth += max(wantB[i]-lockB[i], 0) + max(wantR[i]-lockR[i], 0)
+	}
+	frac := 1.0
+	switch {
+	case growth == 0:
+	case free <= 0:
+		frac = 0
+	case free < growth:
+		frac = float64(free) / float64(growth)
+	}
+	for i := range grantees {
+		b := min(wantB[i], lockB[i]) + int64(frac*float64(max(wantB[i]-lockB[i], 0)))
+		r := min(wantR[i], lockR[i]) + int64(frac*float64(max(wantR[i]-lockR[i], 0)))
+		if b <= 0 {
+			// A bucket that holds nothing admits nothing.
+			b, r = 0, 0
+		}
+		shares[i], bursts[i] = b+r, b
+	}
+	return shares, bursts
 }
 
 // divide returns the grants of the grantees for one dimension.

@@ -53,9 +53,13 @@ type Deployment struct {
 	Name     string
 	requests *Window
 	tokens   *Window
-	// wantReq and wantTok count every charge asked for, admitted or not:
-	// the demand this node reports to the allocator.
+	// wantReq and wantTok count every charge asked for, admitted or not;
+	// recentTok the token asks of the last demandSpan only: the demand
+	// this node reports to the allocator.
 	wantReq, wantTok *Window
+	recentTok        *Window
+	// born is when the first charge was asked for (0: none yet).
+	born atomic.Int64
 	// batchReq and batchTok count the batch class's own charges, which
 	// BatchFraction caps; batchAskReq and batchAskTok what batch requests
 	// asked for, admitted or not, so that what interactive requests asked
@@ -67,6 +71,16 @@ type Deployment struct {
 	// the windows' capacities are share x throttle.
 	shareMu sync.Mutex
 	share   Grant
+	pacing  Pace
+	// paced is each dimension's token bucket (see Pace); a dimension the
+	// share does not pace leaves it off, and its window limits the
+	// charges. A paced dimension's window only counts: the bucket limits
+	// it, and the allocator counts on the bucket alone, so lowering a
+	// paced share never blocks a node until its window drains.
+	paced [numDims]pace
+	// capacity is each dimension's allowance in force (share x throttle;
+	// Unlimited when not limited).
+	capacity [numDims]atomic.Int64
 	// throttle (float64 bits) shrinks the capacity while the provider
 	// keeps answering 429: 1 when it does not.
 	throttle  atomic.Uint64
@@ -93,14 +107,15 @@ type Deployment struct {
 // NewDeployment builds the budget for d with its full quota as capacity.
 func NewDeployment(d *state.Deployment, slots int, refund bool) *Deployment {
 	b := &Deployment{
-		Name:     d.Name,
-		requests: NewWindow(Allowance(d.RPM, d.RPMWindow.D()), d.RPMWindow.D(), slots),
-		tokens:   NewWindow(Allowance(d.TPM, d.TPMWindow.D()), d.TPMWindow.D(), slots),
-		wantReq:  NewWindow(countOnly, d.RPMWindow.D(), slots),
-		wantTok:  NewWindow(countOnly, d.TPMWindow.D(), slots),
-		batchReq: NewWindow(countOnly, d.RPMWindow.D(), slots),
-		batchTok: NewWindow(countOnly, d.TPMWindow.D(), slots),
-		refund:   refund,
+		Name:      d.Name,
+		requests:  NewWindow(Allowance(d.RPM, d.RPMWindow.D()), d.RPMWindow.D(), slots),
+		tokens:    NewWindow(Allowance(d.TPM, d.TPMWindow.D()), d.TPMWindow.D(), slots),
+		wantReq:   NewWindow(countOnly, d.RPMWindow.D(), slots),
+		wantTok:   NewWindow(countOnly, d.TPMWindow.D(), slots),
+		recentTok: NewWindow(countOnly, min(d.TPMWindow.D(), demandSpan), slots),
+		batchReq:  NewWindow(countOnly, d.RPMWindow.D(), slots),
+		batchTok:  NewWindow(countOnly, d.TPMWindow.D(), slots),
+		refund:    refund,
 
 		batchAskReq: NewWindow(countOnly, d.RPMWindow.D(), slots),
 		batchAskTok: NewWindow(countOnly, d.TPMWindow.D(), slots),
@@ -110,6 +125,9 @@ func NewDeployment(d *state.Deployment, slots int, refund bool) *Deployment {
 		allowTok:   Allowance(d.TPM, d.TPMWindow.D()),
 	}
 	b.share = Grant{Requests: b.requests.Capacity(), Tokens: b.tokens.Capacity()}
+	b.capacity[DimRequests].Store(b.share.Requests)
+	b.capacity[DimTokens].Store(b.share.Tokens)
+	b.pacing = NoPace
 	b.throttle.Store(math.Float64bits(1))
 	b.lastInter.Store(math.MinInt64 / 2)
 	b.lastShort.Store(math.MinInt64 / 2)
@@ -136,12 +154,21 @@ func (d *Deployment) ObserveRemaining(now, requests, tokens int64) {
 // Reservation is a charge made on admission, settled when usage is known.
 type Reservation struct {
 	at     int64
+	send   int64 // not before: a paced charge scheduled ahead
 	tokens int64
 	batch  bool
+	held   bool // scheduled ahead and not sent yet
 }
 
 // Tokens returns the tokens reserved.
 func (r Reservation) Tokens() int64 { return r.tokens }
+
+// Delay returns how long after now the request may be sent: a paced share
+// schedules a charge its bucket does not cover yet (see Pace). The caller
+// waits that long, or cancels the reservation.
+func (r Reservation) Delay(now int64) time.Duration {
+	return time.Duration(max(r.send-now, 0))
+}
 
 // Reserve charges one request and tokens at now (nanoseconds). On refusal it
 // returns ErrRequests, ErrTokens or ErrTooLarge and how long until the
@@ -163,6 +190,10 @@ func (d *Deployment) Reserve(now, tokens int64) (Reservation, time.Duration, err
 func (d *Deployment) ReserveClass(now, tokens int64, batch bool) (Reservation, time.Duration, error) {
 	d.wantReq.Take(now, 1, true)
 	d.wantTok.Take(now, tokens, true)
+	d.recentTok.Take(now, tokens, true)
+	if d.born.Load() == 0 {
+		d.born.CompareAndSwap(0, now)
+	}
 	if math.Float64frombits(d.throttle.Load()) < 1 {
 		d.recover(now)
 	}
@@ -178,49 +209,97 @@ func (d *Deployment) ReserveClass(now, tokens int64, batch bool) (Reservation, t
 				return Reservation{}, shareWait, ErrBatchHeadroom
 			}
 			frac := math.Float64frombits(f)
-			if !fitsBatch(d.batchReq, d.wantReq, d.batchAskReq, d.requests, now, 1, frac) ||
-				!fitsBatch(d.batchTok, d.wantTok, d.batchAskTok, d.tokens, now, tokens, frac) {
+			if !fitsBatch(d.batchReq, d.wantReq, d.batchAskReq, d.capacity[DimRequests].Load(), now, 1, frac) ||
+				!fitsBatch(d.batchTok, d.wantTok, d.batchAskTok, d.capacity[DimTokens].Load(), now, tokens, frac) {
 				return Reservation{}, shareWait, ErrBatchHeadroom
 			}
 		}
 	}
-	if ok, wait := d.requests.Take(now, 1, false); !ok {
-		d.short(now, batch)
-		if wait < 0 {
-			// Larger than this node's share right now (for example no
-			// share yet): another node or a later round may admit it.
-			wait = shareWait
-		}
-		return Reservation{}, wait, ErrRequests
+	if d.allowTok >= 0 && tokens > d.allowTok {
+		return Reservation{}, 0, ErrTooLarge
 	}
-	if ok, wait := d.tokens.Take(now, tokens, false); !ok {
-		d.requests.Refund(now, 1)
+	// Paced dimensions first: their buckets cover the charge now, or
+	// schedule it a little ahead.
+	okR, delayR, waitR := d.paced[DimRequests].take(now, 1)
+	if !okR {
 		d.short(now, batch)
-		if wait < 0 {
-			if d.allowTok >= 0 && tokens > d.allowTok {
-				return Reservation{}, 0, ErrTooLarge
-			}
-			wait = shareWait
+		return Reservation{}, orShareWait(waitR), ErrRequests
+	}
+	okT, delayT, waitT := d.paced[DimTokens].take(now, tokens)
+	if !okT {
+		d.paced[DimRequests].refund(1)
+		d.short(now, batch)
+		return Reservation{}, orShareWait(waitT), ErrTokens
+	}
+	delay := max(delayR, delayT)
+	held := delay > 0
+	take := func(w *Window, n int64) (bool, time.Duration) {
+		if held {
+			// Counted now, recorded when sent (see Sent).
+			return w.Hold(now, n)
 		}
-		return Reservation{}, wait, ErrTokens
+		return w.Take(now, n, false)
+	}
+	undo := func(w *Window, n int64) {
+		if held {
+			w.Unhold(n)
+		} else {
+			w.Refund(now, n)
+		}
+	}
+	if ok, wait := take(d.requests, 1); !ok {
+		d.paced[DimRequests].refund(1)
+		d.paced[DimTokens].refund(tokens)
+		d.short(now, batch)
+		// Larger than this node's share right now (for example no share
+		// yet): another node or a later round may admit it.
+		return Reservation{}, orShareWait(wait), ErrRequests
+	}
+	if ok, wait := take(d.tokens, tokens); !ok {
+		undo(d.requests, 1)
+		d.paced[DimRequests].refund(1)
+		d.paced[DimTokens].refund(tokens)
+		d.short(now, batch)
+		return Reservation{}, orShareWait(wait), ErrTokens
 	}
 	if batch {
 		d.batchReq.Take(now, 1, true)
 		d.batchTok.Take(now, tokens, true)
 	}
-	return Reservation{at: now, tokens: tokens, batch: batch}, 0, nil
+	return Reservation{at: now, send: now + delay, tokens: tokens, batch: batch, held: held}, 0, nil
+}
+
+// orShareWait turns "never fits this share" (a negative wait) into
+// shareWait: a later round may grant a larger share.
+func orShareWait(wait time.Duration) time.Duration {
+	if wait < 0 {
+		return shareWait
+	}
+	return wait
+}
+
+// Sent records that a reservation scheduled ahead (Delay > 0) went out at
+// now, and returns it as charged then. Every reservation is either sent
+// or cancelled.
+func (d *Deployment) Sent(r Reservation, now int64) Reservation {
+	if !r.held {
+		return r
+	}
+	d.requests.Send(now, 1)
+	d.tokens.Send(now, r.tokens)
+	r.at, r.held = now, false
+	return r
 }
 
 // interactiveMargin is the part of interactive demand batch leaves free
 // on top of it: demand within the next window varies from the last's.
 const interactiveMargin = 0.1
 
-// fitsBatch reports whether n more batch units stay within frac of all's
-// capacity and leave interactive demand its room: batch counts batch's own
+// fitsBatch reports whether n more batch units stay within frac of the
+// capacity c and leave interactive demand its room: batch counts batch's own
 // charges, want every ask and batchAsk batch's asks, so interactive
 // requests asked for want less batchAsk.
-func fitsBatch(batch, want, batchAsk, all *Window, now, n int64, frac float64) bool {
-	c := all.Capacity()
+func fitsBatch(batch, want, batchAsk *Window, c, now, n int64, frac float64) bool {
 	if c < 0 {
 		return true
 	}
@@ -239,8 +318,15 @@ func (d *Deployment) short(now int64, batch bool) {
 // Cancel returns a reservation whose request never reached the provider
 // (for example the connection failed before the request was written).
 func (d *Deployment) Cancel(r Reservation) {
-	d.requests.Refund(r.at, 1)
-	d.tokens.Refund(r.at, r.tokens)
+	if r.held {
+		d.requests.Unhold(1)
+		d.tokens.Unhold(r.tokens)
+	} else {
+		d.requests.Refund(r.at, 1)
+		d.tokens.Refund(r.at, r.tokens)
+	}
+	d.paced[DimRequests].refund(1)
+	d.paced[DimTokens].refund(r.tokens)
 	if r.batch {
 		d.batchReq.Refund(r.at, 1)
 		d.batchTok.Refund(r.at, r.tokens)
@@ -252,6 +338,7 @@ func (d *Deployment) Cancel(r Reservation) {
 func (d *Deployment) Settle(r Reservation, used int64) {
 	if d.refund && used < r.tokens {
 		d.tokens.Refund(r.at, r.tokens-used)
+		d.paced[DimTokens].refund(r.tokens - used)
 		if r.batch {
 			d.batchTok.Refund(r.at, r.tokens-used)
 		}
@@ -263,24 +350,38 @@ func (d *Deployment) Settle(r Reservation, used int64) {
 func (d *Deployment) SetCapacity(requests, tokens int64) {
 	d.requests.SetCapacity(requests)
 	d.tokens.SetCapacity(tokens)
+	d.capacity[DimRequests].Store(requests)
+	d.capacity[DimTokens].Store(tokens)
 }
 
 // SetShare sets the allowances of the dimensions the provider limits to
-// g (a leased share); unlimited dimensions stay unlimited.
-func (d *Deployment) SetShare(g Grant) {
+// g (a leased share), spent as p says; unlimited dimensions stay
+// unlimited. now is this node's clock.
+func (d *Deployment) SetShare(now int64, g Grant, p Pace) {
 	d.shareMu.Lock()
 	defer d.shareMu.Unlock()
-	d.share = g
-	d.applyLocked()
+	d.share, d.pacing = g, p
+	d.applyLocked(now)
 }
 
-func (d *Deployment) applyLocked() {
+func (d *Deployment) applyLocked(now int64) {
 	f := math.Float64frombits(d.throttle.Load())
-	if d.limitedReq {
-		d.requests.SetCapacity(int64(float64(max(d.share.Requests, 0)) * f))
-	}
-	if d.limitedTok {
-		d.tokens.SetCapacity(int64(float64(max(d.share.Tokens, 0)) * f))
+	for dim, w := range [numDims]*Window{d.requests, d.tokens} {
+		if !(dim == DimRequests && d.limitedReq || dim == DimTokens && d.limitedTok) {
+			d.paced[dim].set(now, true, 0, 0, 0, 0, 0)
+			continue
+		}
+		share := max(d.share.dim(dim), 0)
+		c := int64(float64(share) * f)
+		d.capacity[dim].Store(c)
+		burst := d.pacing.Burst.dim(dim)
+		if burst < 0 || burst >= share {
+			w.SetCapacity(c)
+			d.paced[dim].set(now, true, 0, 0, 0, 0, 0)
+			continue
+		}
+		w.SetCapacity(countOnly)
+		d.paced[dim].set(now, false, int64(float64(burst)*f), int64(float64(share-burst)*f), w.Length(), d.pacing.Until, d.pacing.Wait)
 	}
 }
 
@@ -308,7 +409,7 @@ func (d *Deployment) Throttled(now int64) {
 		d.throttle.Store(math.Float64bits(f))
 	}
 	d.last429.Store(now)
-	d.applyLocked()
+	d.applyLocked(now)
 }
 
 // recover grows a throttled capacity back after a quiet period.
@@ -326,7 +427,7 @@ func (d *Deployment) recover(now int64) {
 	f = min(1, f+throttleStep*float64(quiet/throttleQuiet))
 	d.throttle.Store(math.Float64bits(f))
 	d.last429.Store(now - throttleQuiet + 1) // the next step needs another quiet period
-	d.applyLocked()
+	d.applyLocked(now)
 }
 
 // Throttle returns the current throttle factor (1 when not throttled).
@@ -345,20 +446,49 @@ func (d *Deployment) Share() Grant {
 
 // Capacity returns the current allowances per window.
 func (d *Deployment) Capacity() (requests, tokens int64) {
-	return d.requests.Capacity(), d.tokens.Capacity()
+	return d.capacity[DimRequests].Load(), d.capacity[DimTokens].Load()
 }
 
 // Demand returns what was asked for (admitted or refused) and what was
 // charged within the windows ending at now.
 func (d *Deployment) Demand(now int64) Demand {
 	dem := Demand{
-		Want: Grant{Requests: d.wantReq.Used(now), Tokens: d.wantTok.Used(now)},
+		Want: Grant{Requests: d.wantReq.scaled(now, d.born.Load(), d.wantReq.Length()),
+			Tokens: d.recentTok.scaled(now, d.born.Load(), d.wantTok.Length())},
 		Used: Grant{Requests: d.requests.Used(now), Tokens: d.tokens.Used(now)},
+		Peak: Grant{Requests: min(d.wantReq.Peak(now), 1), Tokens: d.wantTok.Peak(now)},
 	}
+	dem.Ahead = max(d.paced[DimRequests].ahead(now), d.paced[DimTokens].ahead(now))
 	if at := d.remAt.Load(); at != 0 && now-at < int64(d.tokens.Length()) {
 		dem.Upstream = &Upstream{Remaining: Grant{Requests: d.remReq.Load(), Tokens: d.remTok.Load()}, Age: time.Duration(max(now-at, 0))}
 	}
 	return dem
+}
+
+// demandSpan is how far back a node measures the demand it reports for a
+// long window: the asks of the last second, scaled to the window, so that
+// shares follow a shift of demand within a few rounds instead of a whole
+// 10 s window later.
+const demandSpan = time.Second
+
+// youngest is the shortest history scaled up to a whole window: a node's
+// first asks are not taken for a rate before they span this long.
+const youngest = 250 * time.Millisecond
+
+// scaled returns what w counted in the span ending at now, as a rate over
+// window: scaled up by window/span, and by span/age while the asks began
+// (at born) less than a span ago, so that a restarted node reports its
+// demand at once instead of a window later.
+func (w *Window) scaled(now, born int64, window time.Duration) int64 {
+	v := w.Used(now)
+	span := w.Length()
+	if born > 0 && now-born < int64(span) {
+		span = time.Duration(max(now-born, int64(youngest)))
+	}
+	if span >= window {
+		return v
+	}
+	return int64(float64(v) * float64(window) / float64(span))
 }
 
 // Fade returns how this node's charges leave its windows from now on,
@@ -456,8 +586,9 @@ func NewSubject(name string, l state.Limits, slots int) *Subject {
 }
 
 // SetShare sets the per-minute allowances to a leased share of the
-// tenant's limits (unlimited dimensions stay unlimited).
-func (s *Subject) SetShare(g Grant) {
+// tenant's limits (unlimited dimensions stay unlimited). Tenant limits are
+// not paced: their shares hold back what nobody asks for instead.
+func (s *Subject) SetShare(_ int64, g Grant, _ Pace) {
 	if s.limits.RPM > 0 {
 		s.rpm.SetCapacity(max(g.Requests, 0))
 	}

@@ -18,5 +18,9 @@
 // tenants, and the request path reaches a budget through a pointer resolved
 // when the configuration snapshot was built, never through a shared map.
 // The cluster changes a budget's capacity (its leased share of the global
-// quota) with SetCapacity; admission itself never leaves the node.
+// quota) with SetShare; admission itself never leaves the node. A share of
+// a long window may be paced (see Pace): spent through a token bucket, so
+// that a node that falls silent leaves the provider's window at the rate
+// it entered it and the allocator can hand its rate to others when its
+// lease ends, not a window later.
 package quota

@@ -8,7 +8,8 @@ import (
 // Shareable is a budget whose capacity is a leased share of a global
 // limit: a deployment's quota, or a tenant's per-minute limits.
 type Shareable interface {
-	SetShare(g Grant)
+	// SetShare sets the share at now (this node's clock), spent as p says.
+	SetShare(now int64, g Grant, p Pace)
 	Demand(now int64) Demand
 }
 
@@ -112,11 +113,11 @@ func (h *Holder) phase(now int64) LeasePhase {
 // Release stops this holder for good (the node is shutting down, after
 // its last request): every budget admits nothing from now on, whatever
 // rounds come, and the next Report says so.
-func (h *Holder) Release() {
+func (h *Holder) Release(now int64) {
 	h.released = true
 	in := map[string]Grant{}
 	for name, b := range h.budgets() {
-		b.SetShare(Grant{})
+		b.SetShare(now, Grant{}, NoPace)
 		in[name] = Grant{}
 	}
 	h.state.Store(&HolderState{Round: h.applied, Phase: PhaseExpired, Grants: in})
@@ -137,6 +138,11 @@ func (h *Holder) Tick(now int64) {
 	if h.cur != nil {
 		mine = h.cur.Grants[h.Name]
 	}
+	// Paced charges are scheduled only within the phase in force.
+	until := h.cur.Issued + int64(h.cur.Lease)
+	if ph == PhaseGrace {
+		until += int64(h.cur.Grace)
+	}
 	in := make(map[string]Grant, len(mine))
 	for name, b := range h.budgets() {
 		g, ok := mine[name]
@@ -145,13 +151,18 @@ func (h *Holder) Tick(now int64) {
 			// (a tenant's provisional floor) until a round names it.
 			continue
 		}
+		p := Pace{Burst: Grant{Requests: Unpaced, Tokens: Unpaced}, Until: until, Wait: h.cur.PaceWait}
+		if bg, ok := h.cur.Bursts[h.Name][name]; ok {
+			p.Burst = bg
+		}
 		switch {
 		case !ok || ph == PhaseNone || ph == PhaseExpired:
 			g = Grant{}
 		case ph == PhaseGrace:
 			g = Grant{Requests: fraction(g.Requests, h.cur.Safe), Tokens: fraction(g.Tokens, h.cur.Safe)}
+			p.Burst = Grant{Requests: fraction(p.Burst.Requests, h.cur.Safe), Tokens: fraction(p.Burst.Tokens, h.cur.Safe)}
 		}
-		b.SetShare(g)
+		b.SetShare(now, g, p)
 		in[name] = g
 	}
 	var seq uint64

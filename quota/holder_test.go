@@ -11,8 +11,8 @@ type recordingBudget struct {
 	set   int
 }
 
-func (b *recordingBudget) SetShare(g Grant)    { b.share, b.set = g, b.set+1 }
-func (b *recordingBudget) Demand(int64) Demand { return Demand{} }
+func (b *recordingBudget) SetShare(_ int64, g Grant, _ Pace) { b.share, b.set = g, b.set+1 }
+func (b *recordingBudget) Demand(int64) Demand               { return Demand{} }
 
 // TestHolderKeepsStartingShareUntilNamed: a budget created after the
 // newest round (a new tenant) keeps its starting capacity until a round
@@ -82,7 +82,7 @@ func TestHolderRelease(t *testing.T) {
 	if dep.share != (Grant{Requests: 5, Tokens: 500}) {
 		t.Fatalf("share before release: %+v", dep.share)
 	}
-	h.Release()
+	h.Release(0)
 	if dep.share != (Grant{}) || h.State().Phase != PhaseExpired {
 		t.Fatalf("after release: share %+v, phase %v", dep.share, h.State().Phase)
 	}

@@ -76,7 +76,7 @@ func (l *Limiter) Deployment(d *state.Deployment) *Deployment {
 	}
 	b := NewDeployment(d, l.cfg.Slots, l.cfg.RefundDeployments)
 	if l.cfg.Leased {
-		b.SetShare(Grant{})
+		b.SetShare(0, Grant{}, NoPace)
 	}
 	l.deployments[d.Name] = deploymentEntry{quota: q, b: b}
 	return b
@@ -197,7 +197,7 @@ func (l *Limiter) subject(id, tenant, key string, lim state.Limits) *Subject {
 		// floor of the tenant's limits: tenant limits may be exceeded by
 		// that floor per starting node for one window, where refusing a
 		// tenant's first requests on every new node would be worse.
-		s.SetShare(Grant{Requests: provisional(lim.RPM), Tokens: provisional(lim.TPM)})
+		s.SetShare(0, Grant{Requests: provisional(lim.RPM), Tokens: provisional(lim.TPM)}, NoPace)
 	}
 	s.split(l.nodes, strings.HasPrefix(id, "key/"))
 	l.subjects[id] = subjectEntry{limits: lim, s: s}

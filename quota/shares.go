@@ -208,7 +208,8 @@ func (s *Shares) Update(snap *state.Snapshot) {
 		budgets[d.Name] = Budget{
 			Allowance: Grant{Requests: Allowance(d.RPM, rw), Tokens: Allowance(d.TPM, tw)},
 			// A node's window covers one slot more than the provider's.
-			Windows: [numDims]time.Duration{rw + rw/time.Duration(slots), tw + tw/time.Duration(slots)},
+			Windows:  [numDims]time.Duration{rw + rw/time.Duration(slots), tw + tw/time.Duration(slots)},
+			Paceable: true,
 		}
 	}
 	minute := time.Minute + time.Minute/time.Duration(slots)
@@ -322,12 +323,38 @@ func (s *Shares) runHolder(ctx context.Context, send chan []byte) {
 	tick := time.NewTicker(q.Interval.D() / 10)
 	defer tick.Stop()
 	nextReport := s.now()
+	report := func(now int64) {
+		nextReport = now + int64(q.Interval.D())
+		s.cfg.Limiter.SetNodes(max(s.cfg.Transport.Size(), len(s.cfg.Transport.Alive())))
+		s.cfg.Limiter.RefreshBudgets(s.cfg.Now())
+		body, err := json.Marshal(s.holder.Report(now))
+		if err != nil {
+			return
+		}
+		select {
+		case send <- body:
+		default:
+			// The sender is still busy with the previous report:
+			// replace it with this fresher one.
+			select {
+			case <-send:
+			default:
+			}
+			send <- body
+		}
+	}
 	apply := func() {
 		now := s.now()
+		before := s.holder.Applied()
 		for _, r := range s.table.Rounds() {
 			if r.Seq > s.holder.Applied() {
 				s.holder.Apply(r, now)
 			}
+		}
+		if s.holder.Applied() > before {
+			// Report at once that the round is in force: the allocator
+			// counts a lowered share at its old size until it hears so.
+			report(now)
 		}
 	}
 	for {
@@ -337,7 +364,7 @@ func (s *Shares) runHolder(ctx context.Context, send chan []byte) {
 		case <-s.table.changed:
 			apply()
 		case reply := <-s.release:
-			s.holder.Release()
+			s.holder.Release(s.now())
 			body, _ := json.Marshal(s.holder.Report(s.now()))
 			reply <- body
 		case <-s.snapped:
@@ -351,24 +378,7 @@ func (s *Shares) runHolder(ctx context.Context, send chan []byte) {
 			now := s.now()
 			s.holder.Tick(now)
 			if now >= nextReport {
-				nextReport = now + int64(q.Interval.D())
-				s.cfg.Limiter.SetNodes(max(s.cfg.Transport.Size(), len(s.cfg.Transport.Alive())))
-				s.cfg.Limiter.RefreshBudgets(s.cfg.Now())
-				body, err := json.Marshal(s.holder.Report(now))
-				if err != nil {
-					continue
-				}
-				select {
-				case send <- body:
-				default:
-					// The sender is still busy with the previous report:
-					// replace it with this fresher one.
-					select {
-					case <-send:
-					default:
-					}
-					send <- body
-				}
+				report(now)
 			}
 		}
 	}
@@ -496,13 +506,19 @@ func (s *Shares) renew(ctx context.Context, q state.QuotaSettings) {
 		alive[id] = true
 	}
 	r := Round{Seq: last.Seq + 1, Issued: now, Lease: last.Lease, Grace: last.Grace, Safe: last.Safe,
-		Hold: last.Hold, Grants: map[string]map[string]Grant{}, Released: last.Released}
+		Hold: last.Hold, Grants: map[string]map[string]Grant{}, Released: last.Released, PaceWait: last.PaceWait}
 	for holder, g := range last.Grants {
 		if _, released := last.Released[holder]; released {
 			continue
 		}
 		if id, _, _ := strings.Cut(holder, "#"); alive[id] {
 			r.Grants[holder] = g
+			if b, ok := last.Bursts[holder]; ok {
+				if r.Bursts == nil {
+					r.Bursts = map[string]map[string]Grant{}
+				}
+				r.Bursts[holder] = b
+			}
 		}
 	}
 	body, err := json.Marshal(r)
@@ -562,5 +578,7 @@ func allocatorConfig(q state.QuotaSettings) AllocatorConfig {
 		Stale:        4 * q.Interval.D(),
 
 		IgnoreUpstream: q.IgnoreUpstreamHeaders,
+		PaceBurst:      q.PaceBurst,
+		PaceWait:       q.PaceWait.D(),
 	}
 }

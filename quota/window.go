@@ -15,6 +15,7 @@ const Unlimited int64 = -1
 type slot struct {
 	index int64 // absolute slot number (now / slotDur)
 	used  int64
+	peak  int64 // largest single charge
 }
 
 // Window is a sliding-window limiter: the sum of charges within any span of
@@ -28,6 +29,10 @@ type Window struct {
 	slots    []slot // ring, len = n+1, indexed by index % len
 	sum      int64  // sum of used over live slots
 	expired  int64  // the slot index expire last ran for
+	// held are charges admitted but not sent yet (scheduled by a paced
+	// share): they count against the capacity now and are recorded when
+	// sent, so that every span of sends stays within it.
+	held int64
 }
 
 // NewWindow returns a window admitting capacity units per length, divided
@@ -62,7 +67,7 @@ func (w *Window) expire(cur int64) {
 		s := &w.slots[i]
 		if s.index >= 0 && s.index <= cur-n {
 			w.sum -= s.used
-			s.index, s.used = -1, 0
+			s.index, s.used, s.peak = -1, 0, 0
 		}
 	}
 }
@@ -78,17 +83,61 @@ func (w *Window) Take(now, n int64, force bool) (ok bool, retryAfter time.Durati
 	}
 	cur := now / w.slotDur
 	w.expire(cur)
-	if w.sum+n > w.capacity && !force {
+	if w.sum+w.held+n > w.capacity && !force {
 		return false, w.waitLocked(cur, now, n)
 	}
-	fits := w.sum+n <= w.capacity
+	fits := w.sum+w.held+n <= w.capacity
 	s := &w.slots[cur%int64(len(w.slots))]
 	if s.index != cur {
-		s.index, s.used = cur, 0
+		s.index, s.used, s.peak = cur, 0, 0
 	}
 	s.used += n
+	s.peak = max(s.peak, n)
 	w.sum += n
 	return fits, 0
+}
+
+// Hold admits n units to be sent later, if the window has room for them
+// now (counting what it holds already); Send records them when sent.
+func (w *Window) Hold(now, n int64) (ok bool, retryAfter time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.capacity < 0 {
+		return true, 0
+	}
+	cur := now / w.slotDur
+	w.expire(cur)
+	if w.sum+w.held+n > w.capacity {
+		return false, w.waitLocked(cur, now, n)
+	}
+	w.held += n
+	return true, 0
+}
+
+// Send records n held units as charged at now.
+func (w *Window) Send(now, n int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.held = max(w.held-n, 0)
+	if w.capacity < 0 {
+		return
+	}
+	cur := now / w.slotDur
+	w.expire(cur)
+	s := &w.slots[cur%int64(len(w.slots))]
+	if s.index != cur {
+		s.index, s.used, s.peak = cur, 0, 0
+	}
+	s.used += n
+	s.peak = max(s.peak, n)
+	w.sum += n
+}
+
+// Unhold drops n held units that will not be sent.
+func (w *Window) Unhold(n int64) {
+	w.mu.Lock()
+	w.held = max(w.held-n, 0)
+	w.mu.Unlock()
 }
 
 // waitLocked returns how long until n units fit, assuming no new charges.
@@ -97,7 +146,7 @@ func (w *Window) waitLocked(cur, now, n int64) time.Duration {
 	if n > w.capacity {
 		return -1
 	}
-	need := w.sum + n - w.capacity
+	need := w.sum + w.held + n - w.capacity
 	nslots := int64(len(w.slots))
 	var freed int64
 	// Walk slots oldest first; slot i expires at the start of slot i+nslots.
@@ -146,12 +195,27 @@ func (w *Window) Capacity() int64 {
 	return w.capacity
 }
 
-// Used returns the units charged within the window ending at now.
+// Used returns the units charged within the window ending at now, and
+// those held to be sent.
 func (w *Window) Used(now int64) int64 {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.expire(now / w.slotDur)
-	return w.sum
+	return w.sum + w.held
+}
+
+// Peak returns the largest single charge within the window ending at now.
+func (w *Window) Peak(now int64) int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.expire(now / w.slotDur)
+	var p int64
+	for _, s := range w.slots {
+		if s.index >= 0 {
+			p = max(p, s.peak)
+		}
+	}
+	return p
 }
 
 // fade returns, for k = 0, 1, ..., the units charged before now that may

@@ -155,24 +155,47 @@ func TestSubjectLimits(t *testing.T) {
 }
 
 func BenchmarkDeploymentReserve(b *testing.B) {
-	for _, batch := range []bool{false, true} {
-		name := "interactive"
-		if batch {
-			name = "batch"
-		}
-		b.Run(name, func(b *testing.B) {
-			d := NewDeployment(&state.Deployment{Name: "d", TPM: 1 << 40, RPM: 1 << 40,
+	const huge = int64(1) << 40
+	for _, bc := range []struct {
+		name  string
+		batch bool
+		pace  *Pace
+	}{
+		{name: "interactive"},
+		{name: "batch", batch: true},
+		// A paced token share whose bucket covers every charge at once.
+		{name: "paced", pace: &Pace{Burst: Grant{Requests: Unpaced, Tokens: huge / 10}, Wait: time.Second}},
+		// A paced share just at the offered rate: charges are often
+		// scheduled a moment ahead and then sent.
+		{name: "paced-scheduled", pace: &Pace{Burst: Grant{Requests: Unpaced, Tokens: 300}, Wait: time.Second}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			d := NewDeployment(&state.Deployment{Name: "d", TPM: huge, RPM: huge,
 				TPMWindow: state.Duration(10 * time.Second), RPMWindow: state.Duration(time.Second)}, 20, false)
 			d.SetBatchFraction(0.5)
-			b.ReportAllocs()
 			now := time.Now().UnixNano()
+			if bc.pace != nil {
+				tok := huge
+				if bc.pace.Burst.Tokens == 300 {
+					tok = 300 + 300*int64(10*time.Second/time.Microsecond) // 300 per µs
+				}
+				d.SetShare(now, Grant{Requests: huge, Tokens: tok}, *bc.pace)
+			}
+			b.ReportAllocs()
+			var held int
 			for i := 0; b.Loop(); i++ {
-				r, _, err := d.ReserveClass(now+int64(i)*1000, 300, batch)
+				at := now + int64(i)*1000
+				r, _, err := d.ReserveClass(at, 300, bc.batch)
 				if err != nil {
 					b.Fatal(err)
 				}
+				if r.Delay(at) > 0 {
+					held++
+					r = d.Sent(r, at+int64(r.Delay(at)))
+				}
 				d.Settle(r, 200)
 			}
+			b.ReportMetric(float64(held)/float64(b.N), "scheduled/op")
 		})
 	}
 }

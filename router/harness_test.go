@@ -20,6 +20,7 @@ import (
 
 	"github.com/sluicehq/sluice/chaos/mock"
 	"github.com/sluicehq/sluice/cluster/state"
+	"github.com/sluicehq/sluice/quota"
 	"github.com/sluicehq/sluice/router"
 )
 
@@ -62,6 +63,7 @@ type envOpts struct {
 	regionsNo  int              // 1 or 2 (default 2)
 	cacheBytes int64            // router.Config.CacheBytes (0 = default)
 	now        func() time.Time // router.Config.Now (nil = time.Now)
+	limiter    *quota.Limiter   // router.Config.Limiter (nil = a new one)
 }
 
 type syncBuffer struct {
@@ -141,6 +143,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 		Health:     o.health,
 		CacheBytes: o.cacheBytes,
 		Now:        o.now,
+		Limiter:    o.limiter,
 		Sink: router.SinkFunc(func(r *router.Record) {
 			e.mu.Lock()
 			e.records = append(e.records, *r)

@@ -49,6 +49,8 @@ const overflowLabel = "other"
 //   - sluice_upstream_attempts_total{deployment,outcome},
 //     sluice_upstream_429_total{deployment}, sluice_retries_total{model},
 //     sluice_budget_refusals_total{deployment},
+//     sluice_pace_wait_seconds{deployment} (histogram: how long requests
+//     waited for a paced share's rate; see quota.Pace),
 //     sluice_retry_budget_exhausted_total,
 //     sluice_soft_limit_exceeded_total{tenant} (tenant bounded as above).
 //   - Gauges read at scrape time, not on the request path:
@@ -100,6 +102,7 @@ const (
 	mUpstreamLatency
 	mFirstByte
 	mUpstream429
+	mPaceWait
 )
 
 func newRouterMetrics(set *metrics.Set, r *Router) *routerMetrics {
@@ -237,6 +240,13 @@ func (m *routerMetrics) firstByte(model string, stream bool, d time.Duration) {
 func (m *routerMetrics) upstreamLatency(deployment string, d time.Duration) {
 	m.histogram(metricKey{kind: mUpstreamLatency, a: deployment}, func() string {
 		return fmt.Sprintf(`sluice_upstream_latency_seconds{deployment=%q}`, deployment)
+	}).Update(d.Seconds())
+}
+
+// paceWait records how long a request waited for a paced share's rate.
+func (m *routerMetrics) paceWait(deployment string, d time.Duration) {
+	m.histogram(metricKey{kind: mPaceWait, a: deployment}, func() string {
+		return fmt.Sprintf(`sluice_pace_wait_seconds{deployment=%q}`, deployment)
 	}).Update(d.Seconds())
 }
 

@@ -255,6 +255,17 @@ func (c *call) routeOnce(ctx context.Context, rt *route) int {
 					}
 				}
 			}
+			// A paced share may schedule the charge a moment ahead: the
+			// provider must see it no earlier (see quota.Pace).
+			if d := res.Delay(r.cfg.Now().UnixNano()); d > 0 {
+				r.metrics.paceWait(tg.dep.Name, d)
+				if !sleepCtx(ctx, d) {
+					tg.budget.Cancel(res)
+					tg.health.release()
+					break
+				}
+			}
+			res = tg.budget.Sent(res, r.cfg.Now().UnixNano())
 			tried |= 1 << (idx % 64)
 			attempt++
 			c.rec.Attempts++

@@ -52,6 +52,16 @@ type QuotaSettings struct {
 	// provider's x-ratelimit-remaining-tokens says someone else uses part
 	// of it. Default false.
 	IgnoreUpstreamHeaders bool `json:"ignore_upstream_headers,omitempty"`
+	// PaceBurst is the part of a node's share of a token budget (windows
+	// of 5 s and more) it may spend at once; the rest it spends at a
+	// steady rate over the window, so that a dead node's share, all but
+	// its burst, goes back to the others as soon as its lease surely
+	// ended instead of a window later. A burst always holds the largest
+	// request seen. 1 turns pacing off. Default 0.02.
+	PaceBurst float64 `json:"pace_burst,omitempty"`
+	// PaceWait is how long a request may wait for a paced share's rate
+	// instead of being refused. Default 500ms.
+	PaceWait Duration `json:"pace_wait,omitempty"`
 }
 
 // Default quota settings.
@@ -64,6 +74,8 @@ const (
 	DefaultFloor         = 0.02
 	DefaultBatchFraction = 0.5
 	DefaultBatchQueue    = 256
+	DefaultPaceBurst     = 0.02
+	DefaultPaceWait      = 500 * time.Millisecond
 )
 
 func (q *QuotaSettings) setDefaults() {
@@ -90,6 +102,12 @@ func (q *QuotaSettings) setDefaults() {
 	}
 	if q.BatchQueue == 0 {
 		q.BatchQueue = DefaultBatchQueue
+	}
+	if q.PaceBurst == 0 {
+		q.PaceBurst = DefaultPaceBurst
+	}
+	if q.PaceWait == 0 {
+		q.PaceWait = Duration(DefaultPaceWait)
 	}
 }
 

@@ -261,7 +261,7 @@ func (v *validator) quota(q QuotaSettings) {
 	for _, d := range []struct {
 		f string
 		v Duration
-	}{{"quota.lease", q.Lease}, {"quota.interval", q.Interval}, {"quota.grace", q.Grace}, {"quota.clock_margin", q.ClockMargin}} {
+	}{{"quota.lease", q.Lease}, {"quota.interval", q.Interval}, {"quota.grace", q.Grace}, {"quota.clock_margin", q.ClockMargin}, {"quota.pace_wait", q.PaceWait}} {
 		if d.v < 0 {
 			v.add(d.f, "must not be negative")
 		}
@@ -272,7 +272,7 @@ func (v *validator) quota(q QuotaSettings) {
 	for _, f := range []struct {
 		f string
 		v float64
-	}{{"quota.safe_fraction", q.SafeFraction}, {"quota.floor", q.Floor}, {"quota.batch_fraction", q.BatchFraction}} {
+	}{{"quota.safe_fraction", q.SafeFraction}, {"quota.floor", q.Floor}, {"quota.batch_fraction", q.BatchFraction}, {"quota.pace_burst", q.PaceBurst}} {
 		if f.v < 0 || f.v > 1 {
 			v.add(f.f, "must be within [0, 1], got %g", f.v)
 		}
