@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -13,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/chaos/mock"
 	"github.com/sluicehq/sluice/quota"
 )
 
@@ -39,14 +37,7 @@ func TestChaosQuota(t *testing.T) {
 		t.Fatalf("SLUICE_CHAOS_QUOTA=%q: want a duration of at least 40s", d)
 	}
 	const rpm, tpm = 3000, 3_000_000 // 50 requests/s; tokens are not the bound
-	region, err := mock.NewRegion(mock.RegionConfig{Name: "eastus", APIKey: "chaos-key",
-		Deployments: []mock.DeploymentConfig{{Name: "gpt-4o-mini", RPM: rpm, TPM: tpm}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := httptest.NewServer(region)
-	defer up.Close()
-	defer region.Close()
+	region, up := mockUpstream(t, "chaos-key", rpm, tpm)
 
 	c := newProcCluster(t)
 	ids := []string{"q1", "q2", "q3"}

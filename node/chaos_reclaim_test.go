@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"slices"
 	"strconv"
@@ -16,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/chaos/mock"
 	"github.com/sluicehq/sluice/quota"
 )
 
@@ -43,14 +41,7 @@ func TestChaosReclaim(t *testing.T) {
 		t.Skip("set SLUICE_CHAOS_QUOTA=<duration> (make chaos-quota) to run")
 	}
 	const rpm, tpm = 60_000, 60_000 // 1,000 requests/s (not the bound); 10,000 tokens per 10 s
-	region, err := mock.NewRegion(mock.RegionConfig{Name: "eastus", APIKey: "chaos-key",
-		Deployments: []mock.DeploymentConfig{{Name: "gpt-4o-mini", RPM: rpm, TPM: tpm}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := httptest.NewServer(region)
-	defer up.Close()
-	defer region.Close()
+	region, up := mockUpstream(t, "chaos-key", rpm, tpm)
 
 	c := newProcCluster(t)
 	ns := make([]*procNode, 3)

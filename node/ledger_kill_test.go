@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,7 +16,6 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/admin"
-	"github.com/sluicehq/sluice/chaos/mock"
 	"github.com/sluicehq/sluice/quota/ledger"
 )
 
@@ -28,14 +26,7 @@ import (
 // totals, short only of requests in flight at the kill (the client saw
 // the connection break), and never above them (nothing counted twice).
 func TestLedgerKillReplay(t *testing.T) {
-	region, err := mock.NewRegion(mock.RegionConfig{Name: "eastus", APIKey: "ledger-kill-key",
-		Deployments: []mock.DeploymentConfig{{Name: "gpt-4o-mini"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	up := httptest.NewServer(region)
-	defer up.Close()
-	defer region.Close()
+	region, up := mockUpstream(t, "ledger-kill-key", 0, 0)
 
 	c := newProcCluster(t)
 	ns := make([]*procNode, 3)
@@ -131,7 +122,7 @@ func TestLedgerKillReplay(t *testing.T) {
 	// applied) and the ledger is within the in-flight requests of the mock.
 	journal := filepath.Join(victim.dataDir, "usage-ledger.journal")
 	var last string
-	err = c.poll(20*time.Second, 50*time.Millisecond, func() error {
+	err := c.poll(20*time.Second, 50*time.Millisecond, func() error {
 		if fi, err := os.Stat(journal); err != nil || fi.Size() != 0 {
 			return fmt.Errorf("victim's journal not empty: %v", err)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/admin"
+	"github.com/sluicehq/sluice/chaos/mock"
 	"github.com/sluicehq/sluice/chaos/suite"
 	"github.com/sluicehq/sluice/cluster"
 	"github.com/sluicehq/sluice/cluster/state"
@@ -411,4 +413,22 @@ func (c *procCluster) startServing(ns []*procNode, endpoint, keyEnv, key string,
 		return nil
 	})
 	return leader
+}
+
+// mockUpstream serves a mock Azure region "eastus" with one deployment
+// gpt-4o-mini (rpm and tpm; 0 unlimited) for api key key, until the test
+// ends.
+func mockUpstream(t *testing.T, key string, rpm, tpm int64) (*mock.Region, *httptest.Server) {
+	t.Helper()
+	region, err := mock.NewRegion(mock.RegionConfig{Name: "eastus", APIKey: key,
+		Deployments: []mock.DeploymentConfig{{Name: "gpt-4o-mini", RPM: rpm, TPM: tpm}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := httptest.NewServer(region)
+	t.Cleanup(func() {
+		up.Close()
+		_ = region.Close()
+	})
+	return region, up
 }

@@ -227,7 +227,9 @@ type lastReport struct {
 // the allowance. A share stops counting a window's length after the node
 // surely stopped using it: after its lease, grace and clock margin, or,
 // once the node reported that it applied a newer round, after that
-// report (bounded from then on by the node's reported charges).
+// report (bounded from then on by the node's reported charges). A paced
+// share (see Pace) counts its rate only until the node surely stopped
+// spending it, and its burst for a window more (see footprintParts).
 type Allocator struct {
 	cfg     AllocatorConfig
 	budgets map[string]Budget
@@ -331,61 +333,31 @@ func (a *Allocator) Observe(r Report, now int64) {
 }
 
 // footprint is the most node may charge within a window ending at or after
-// now under the rounds already issued, for deployment d and dimension dim.
+// now under the rounds already issued, for deployment d and dimension dim:
+// both parts of footprintParts.
 func (a *Allocator) footprint(node, d string, dim int, now int64) int64 {
-	w := int64(a.budgets[d].Windows[dim])
-	ak, acked := a.acks[node]
-	var f int64
-	for i := range a.rounds {
-		r := &a.rounds[i]
-		g, ok := r.Grants[node][d]
-		if !ok {
-			continue
-		}
-		v := g.dim(dim)
-		if v == 0 {
-			continue
-		}
-		// The node admits its share until the lease ends, then a safe
-		// fraction until the grace ends; its charges stay in the
-		// provider's window for w after that.
-		leaseEnd := r.Issued + int64(r.Lease+a.cfg.ClockMargin)
-		end := leaseEnd + int64(r.Grace)
-		if acked && ak.round > r.Seq {
-			// Superseded: after the report the node charges under newer
-			// rounds only (but for what it scheduled before, which goes
-			// out within a pace wait), and its earlier charges within a
-			// window are at most what it reported (held ones included).
-			end = min(end, ak.at+ak.tail(r, d))
-			leaseEnd = min(leaseEnd, ak.at+ak.tail(r, d))
-			v = min(v, ak.used[d].dim(dim))
-			// The allocator's clock runs from the report's arrival, which
-			// is after the node measured the fade: it errs toward holding.
-			if l := ak.fade[d].left(dim, now-ak.at); l >= 0 {
-				v = min(v, l)
-			}
-		}
-		switch {
-		case now >= end+w:
-			v = 0
-		case now >= leaseEnd+w:
-			v = min(v, int64(math.Ceil(float64(v)*r.Safe)))
-		}
-		f = max(f, v)
-	}
-	return f
+	b, r := a.footprintParts(node, d, dim, now)
+	return b + r
 }
 
-// pacedFootprint is footprint for a paced dimension, in two parts (see
-// Pace): burst, the deepest bucket node may have had within the last
-// window, and rate, the most it may spend per window from now on. Within
-// any window ending at or after now the node charges at most burst plus
-// rate over the window, and the rate part stops counting as soon as the
-// node surely stopped spending it: the allocator may hand it to others at
-// once, since the node's charges leave the provider's window at the pace
-// they entered it. Rounds that did not pace the dimension count as all
-// burst, as footprint counts them.
-func (a *Allocator) pacedFootprint(node, d string, dim int, now int64) (burst, rate int64) {
+// footprintParts returns node's footprint in two parts (see Pace): burst,
+// the deepest bucket node may have had within the last window, and rate,
+// the most it may spend per window from now on. Within any window ending
+// at or after now the node charges at most burst plus rate over the
+// window, and the rate part stops counting as soon as the node surely
+// stopped spending it: the allocator may hand it to others at once, since
+// the node's charges leave the provider's window at the pace they entered
+// it.
+//
+// A round that did not pace the dimension counts as all burst: a node's
+// window admits a charge only while every span of the window's length
+// stays within its current share, so within any span it charges at most
+// the largest share it held during that span. Such a share counts a
+// window's length after the node surely stopped using it: after its
+// lease, grace and clock margin, or, once the node reported that it
+// applied a newer round, after that report (bounded from then on by the
+// node's reported charges).
+func (a *Allocator) footprintParts(node, d string, dim int, now int64) (burst, rate int64) {
 	w := int64(a.budgets[d].Windows[dim])
 	ak, acked := a.acks[node]
 	for i := range a.rounds {
@@ -450,10 +422,6 @@ func (a *Allocator) pacedFootprint(node, d string, dim int, now int64) (burst, r
 // holds reports whether node may still charge deployment d's dimension
 // dim within a window ending at or after now.
 func (a *Allocator) holds(node, d string, dim int, now int64) bool {
-	if a.paced(d, dim) {
-		b, r := a.pacedFootprint(node, d, dim, now)
-		return b+r > 0
-	}
 	return a.footprint(node, d, dim, now) > 0
 }
 
@@ -544,7 +512,7 @@ func (a *Allocator) Next(now int64, live []string) Round {
 					case v < 0:
 					case paced:
 						// Both parts within what is counted.
-						fb, fr := a.pacedFootprint(h, d, dim, now)
+						fb, fr := a.footprintParts(h, d, dim, now)
 						burst = min(burst, v, fb)
 						v = burst + min(v-burst, fr)
 						b.set(dim, burst)
@@ -768,7 +736,7 @@ func (a *Allocator) dividePaced(d string, dim int, total int64, grantees []strin
 	}
 	var reserved int64
 	for h := range holders {
-		b, r := a.pacedFootprint(h, d, dim, now)
+		b, r := a.footprintParts(h, d, dim, now)
 		if i, ok := idx[h]; ok {
 			lockB[i], lockR[i] = b, r
 			continue
@@ -787,7 +755,9 @@ func (a *Allocator) dividePaced(d string, dim int, total int64, grantees []strin
 		// lower one, and its bucket, not a window, limits it.
 		desired := target[i]
 		peak := dem.Peak.dim(dim)
-		wantB[i] = min(desired, max(int64(math.Ceil(float64(desired)*a.cfg.PaceBurst)), peak+peak/8, 1))
+		// The burst holds paceBurstRequests of the largest requests, and
+		// before any was seen, the floor's worth.
+		wantB[i] = min(desired, max(int64(math.Ceil(float64(desired)*a.cfg.PaceBurst)), paceBurstRequests*peak, floor, 1))
 		wantR[i] = desired - wantB[i]
 		free -= lockB[i] + lockR[i]
 		growth += max(wantB[i]-lockB[i], 0) + max(wantR[i]-lockR[i], 0)

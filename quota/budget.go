@@ -58,6 +58,9 @@ type Deployment struct {
 	// this node reports to the allocator.
 	wantReq, wantTok *Window
 	recentTok        *Window
+	// asks remembers the largest token ask of the last peakSpan, for the
+	// burst a paced share must hold (see Demand.Peak).
+	asks *Window
 	// born is when the first charge was asked for (0: none yet).
 	born atomic.Int64
 	// batchReq and batchTok count the batch class's own charges, which
@@ -113,6 +116,7 @@ func NewDeployment(d *state.Deployment, slots int, refund bool) *Deployment {
 		wantReq:   NewWindow(countOnly, d.RPMWindow.D(), slots),
 		wantTok:   NewWindow(countOnly, d.TPMWindow.D(), slots),
 		recentTok: NewWindow(countOnly, min(d.TPMWindow.D(), demandSpan), slots),
+		asks:      NewWindow(countOnly, peakSpan, 10),
 		batchReq:  NewWindow(countOnly, d.RPMWindow.D(), slots),
 		batchTok:  NewWindow(countOnly, d.TPMWindow.D(), slots),
 		refund:    refund,
@@ -191,6 +195,7 @@ func (d *Deployment) ReserveClass(now, tokens int64, batch bool) (Reservation, t
 	d.wantReq.Take(now, 1, true)
 	d.wantTok.Take(now, tokens, true)
 	d.recentTok.Take(now, tokens, true)
+	d.asks.Take(now, tokens, true)
 	if d.born.Load() == 0 {
 		d.born.CompareAndSwap(0, now)
 	}
@@ -368,7 +373,7 @@ func (d *Deployment) applyLocked(now int64) {
 	f := math.Float64frombits(d.throttle.Load())
 	for dim, w := range [numDims]*Window{d.requests, d.tokens} {
 		if !(dim == DimRequests && d.limitedReq || dim == DimTokens && d.limitedTok) {
-			d.paced[dim].set(now, true, 0, 0, 0, 0, 0)
+			d.paced[dim].set(now, true, false, 0, 0, 0, 0, 0)
 			continue
 		}
 		share := max(d.share.dim(dim), 0)
@@ -377,11 +382,11 @@ func (d *Deployment) applyLocked(now int64) {
 		burst := d.pacing.Burst.dim(dim)
 		if burst < 0 || burst >= share {
 			w.SetCapacity(c)
-			d.paced[dim].set(now, true, 0, 0, 0, 0, 0)
+			d.paced[dim].set(now, true, false, 0, 0, 0, 0, 0)
 			continue
 		}
 		w.SetCapacity(countOnly)
-		d.paced[dim].set(now, false, int64(float64(burst)*f), int64(float64(share-burst)*f), w.Length(), d.pacing.Until, d.pacing.Wait)
+		d.paced[dim].set(now, false, d.born.Load() == 0, int64(float64(burst)*f), int64(float64(share-burst)*f), w.Length(), d.pacing.Until, d.pacing.Wait)
 	}
 }
 
@@ -456,7 +461,7 @@ func (d *Deployment) Demand(now int64) Demand {
 		Want: Grant{Requests: d.wantReq.scaled(now, d.born.Load(), d.wantReq.Length()),
 			Tokens: d.recentTok.scaled(now, d.born.Load(), d.wantTok.Length())},
 		Used: Grant{Requests: d.requests.Used(now), Tokens: d.tokens.Used(now)},
-		Peak: Grant{Requests: min(d.wantReq.Peak(now), 1), Tokens: d.wantTok.Peak(now)},
+		Peak: Grant{Requests: min(d.asks.Peak(now), 1), Tokens: d.asks.Peak(now)},
 	}
 	dem.Ahead = max(d.paced[DimRequests].ahead(now), d.paced[DimTokens].ahead(now))
 	if at := d.remAt.Load(); at != 0 && now-at < int64(d.tokens.Length()) {
@@ -470,6 +475,10 @@ func (d *Deployment) Demand(now int64) Demand {
 // shares follow a shift of demand within a few rounds instead of a whole
 // 10 s window later.
 const demandSpan = time.Second
+
+// peakSpan is how long a node remembers its largest ask: a paced share's
+// burst holds it (see Pace), also after a quiet spell.
+const peakSpan = 10 * time.Minute
 
 // youngest is the shortest history scaled up to a whole window: a node's
 // first asks are not taken for a rate before they span this long.

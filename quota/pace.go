@@ -27,6 +27,12 @@ import (
 // provider then sees the node's charges spread at its rate; bursts of
 // arrivals wait a little instead of failing.
 
+// paceBurstRequests is how many of the largest requests seen a burst holds
+// at least: two requests arriving together go at once, and a node rarely
+// schedules a charge, which also holds room in the windows that are not
+// paced (see Window.Hold).
+const paceBurstRequests = 2
+
 // paceMinWindow: dimensions with shorter windows (Azure's 1 s request
 // window) are not paced; a lapsed share of such a window comes back within
 // a second of its lease anyway.
@@ -51,10 +57,11 @@ type pace struct {
 // units per window of length window. The level carries over, clamped to
 // the new depth; charges scheduled ahead stay scheduled (the allocator
 // counts the old rate for a pace wait after the node applied a new round).
-// off turns pacing off (the sliding window alone limits the charges);
-// turning it on starts from an empty bucket, so that charges made before
-// are never added to a burst.
-func (p *pace) set(now int64, off bool, burst, perWindow int64, window time.Duration, until int64, maxWait time.Duration) {
+// off turns pacing off (the sliding window alone limits the charges).
+// Turning it on starts from a full bucket if the budget never charged
+// anything (idle: a fresh node's first requests go at once), else from an
+// empty one, so that charges made before never add to a burst.
+func (p *pace) set(now int64, off, idle bool, burst, perWindow int64, window time.Duration, until int64, maxWait time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if off {
@@ -63,6 +70,9 @@ func (p *pace) set(now int64, off bool, burst, perWindow int64, window time.Dura
 	}
 	if !p.on {
 		p.on, p.level, p.last = true, 0, now
+		if idle {
+			p.level = float64(max(burst, 0))
+		}
 	} else {
 		p.refill(now)
 	}

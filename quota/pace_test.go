@@ -15,7 +15,7 @@ func TestPaceTake(t *testing.T) {
 	// A bucket 100 deep that fills 900 more per 10 s window: 90 per second.
 	newPace := func(until int64, wait time.Duration) *pace {
 		p := &pace{}
-		p.set(0, false, 100, 900, 10*time.Second, until, wait)
+		p.set(0, false, false, 100, 900, 10*time.Second, until, wait)
 		return p
 	}
 	for _, tc := range []struct {
@@ -67,7 +67,7 @@ func TestPaceTake(t *testing.T) {
 // above its depth), and an unpaced dimension admits everything.
 func TestPaceRefundAndOff(t *testing.T) {
 	p := &pace{}
-	p.set(0, false, 100, 900, 10*time.Second, 0, time.Second)
+	p.set(0, false, false, 100, 900, 10*time.Second, 0, time.Second)
 	if ok, _, _ := p.take(int64(2*time.Second), 100); !ok {
 		t.Fatal("a full bucket refused its depth")
 	}
@@ -79,7 +79,7 @@ func TestPaceRefundAndOff(t *testing.T) {
 	if ok, d, _ := p.take(int64(2*time.Second), 1); !ok || d == 0 {
 		t.Fatalf("a refund filled the bucket above its depth: ok %v delay %v", ok, d)
 	}
-	p.set(0, true, 0, 0, 0, 0, 0)
+	p.set(0, true, false, 0, 0, 0, 0, 0)
 	if ok, d, _ := p.take(int64(2*time.Second), 1<<40); !ok || d != 0 {
 		t.Fatal("an unpaced bucket refused")
 	}
@@ -129,4 +129,18 @@ func TestPaceSendsConform(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestPaceStartsFullWhenIdle: the bucket of a budget that never charged
+// anything starts full (nothing charged before can add to its burst);
+// otherwise it starts empty.
+func TestPaceStartsFullWhenIdle(t *testing.T) {
+	for _, idle := range []bool{true, false} {
+		p := &pace{}
+		p.set(0, false, idle, 100, 900, 10*time.Second, 0, 0)
+		ok, delay, _ := p.take(0, 100)
+		if ok != idle || delay != 0 {
+			t.Fatalf("idle %v: a charge of the whole burst at once: ok %v delay %v", idle, ok, delay)
+		}
+	}
 }

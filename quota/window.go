@@ -81,12 +81,29 @@ func (w *Window) Take(now, n int64, force bool) (ok bool, retryAfter time.Durati
 	if w.capacity < 0 {
 		return true, 0
 	}
+	fits, wait := w.roomLocked(now, n)
+	if !fits && !force {
+		return false, wait
+	}
+	w.recordLocked(now, n)
+	return fits, 0
+}
+
+// roomLocked reports whether n more units fit at now, counting what is
+// held, and if not how long until they would. Called with mu held.
+func (w *Window) roomLocked(now, n int64) (bool, time.Duration) {
 	cur := now / w.slotDur
 	w.expire(cur)
-	if w.sum+w.held+n > w.capacity && !force {
+	if w.sum+w.held+n > w.capacity {
 		return false, w.waitLocked(cur, now, n)
 	}
-	fits := w.sum+w.held+n <= w.capacity
+	return true, 0
+}
+
+// recordLocked charges n units to now's slot. Called with mu held.
+func (w *Window) recordLocked(now, n int64) {
+	cur := now / w.slotDur
+	w.expire(cur)
 	s := &w.slots[cur%int64(len(w.slots))]
 	if s.index != cur {
 		s.index, s.used, s.peak = cur, 0, 0
@@ -94,7 +111,6 @@ func (w *Window) Take(now, n int64, force bool) (ok bool, retryAfter time.Durati
 	s.used += n
 	s.peak = max(s.peak, n)
 	w.sum += n
-	return fits, 0
 }
 
 // Hold admits n units to be sent later, if the window has room for them
@@ -105,10 +121,8 @@ func (w *Window) Hold(now, n int64) (ok bool, retryAfter time.Duration) {
 	if w.capacity < 0 {
 		return true, 0
 	}
-	cur := now / w.slotDur
-	w.expire(cur)
-	if w.sum+w.held+n > w.capacity {
-		return false, w.waitLocked(cur, now, n)
+	if ok, wait := w.roomLocked(now, n); !ok {
+		return false, wait
 	}
 	w.held += n
 	return true, 0
@@ -119,18 +133,9 @@ func (w *Window) Send(now, n int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.held = max(w.held-n, 0)
-	if w.capacity < 0 {
-		return
+	if w.capacity >= 0 {
+		w.recordLocked(now, n)
 	}
-	cur := now / w.slotDur
-	w.expire(cur)
-	s := &w.slots[cur%int64(len(w.slots))]
-	if s.index != cur {
-		s.index, s.used, s.peak = cur, 0, 0
-	}
-	s.used += n
-	s.peak = max(s.peak, n)
-	w.sum += n
 }
 
 // Unhold drops n held units that will not be sent.
