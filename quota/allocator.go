@@ -292,6 +292,13 @@ func (a *Allocator) SetRounds(rs []Round) {
 			rep := a.reports[h]
 			rep.released = true
 			rep.at = max(rep.at, at)
+			if rep.demands == nil {
+				// What it last charged, for the drift estimate.
+				rep.demands = make(map[string]Demand, len(rel.Used))
+				for d, u := range rel.Used {
+					rep.demands[d] = Demand{Used: u}
+				}
+			}
 			a.reports[h] = rep
 		}
 	}
@@ -659,11 +666,13 @@ func (a *Allocator) externalUse(d string, dim int, total int64, win time.Duratio
 	remaining := int64(-1)
 	for n := range holders {
 		rep, ok := a.reports[n]
-		if !ok || now-rep.at > int64(win) {
+		_, known := rep.demands[d]
+		if !ok || !known || now-rep.at > int64(win) {
 			// Nothing it reported still counts in the window. If it may
-			// have charged within it (a dead or cut-off node, or a
-			// leader this allocator replaced), its charges are unknown
-			// and would look like someone else's: no estimate now.
+			// have charged within it (a dead or cut-off node, a leader
+			// this allocator replaced, a holder known only from the
+			// log), its charges are unknown and would look like someone
+			// else's: no estimate now.
 			if a.holds(n, d, dim, now) {
 				return 0, false
 			}

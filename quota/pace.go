@@ -58,9 +58,9 @@ type pace struct {
 // the new depth; charges scheduled ahead stay scheduled (the allocator
 // counts the old rate for a pace wait after the node applied a new round).
 // off turns pacing off (the sliding window alone limits the charges).
-// Turning it on starts from a full bucket if the budget never charged
-// anything (idle: a fresh node's first requests go at once), else from an
-// empty one, so that charges made before never add to a burst.
+// Turning it on starts from a full bucket if no charge was ever asked of
+// the budget (idle: a fresh node's first requests go at once), else from
+// an empty one, so that charges made before never add to a burst.
 func (p *pace) set(now int64, off, idle bool, burst, perWindow int64, window time.Duration, until int64, maxWait time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -131,8 +131,8 @@ func TestPaceSendsConform(t *testing.T) {
 	})
 }
 
-// TestPaceStartsFullWhenIdle: the bucket of a budget that never charged
-// anything starts full (nothing charged before can add to its burst);
+// TestPaceStartsFullWhenIdle: the bucket of a budget no charge was ever
+// asked of starts full (nothing charged before can add to its burst);
 // otherwise it starts empty.
 func TestPaceStartsFullWhenIdle(t *testing.T) {
 	for _, idle := range []bool{true, false} {
