@@ -199,6 +199,10 @@ func TestMetricsExported(t *testing.T) {
 	}
 	_ = stream.Close()
 
+	// The client has the stream's end before its handler returns.
+	waitFor(t, 5*time.Second, "the stream's handler to end", func() bool {
+		return strings.Contains(e.metricsText(), "sluice_inflight_requests 0")
+	})
 	text := e.metricsText()
 	for _, tc := range []struct {
 		name, want string
