@@ -1,7 +1,6 @@
 package node_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -186,19 +185,8 @@ func TestChaosPartition(t *testing.T) {
 // shareOf reads a node's share of deployment east (requests per window)
 // from its /metrics; 0 when unreadable.
 func shareOf(api string) int64 {
-	resp, err := http.Get("http://" + api + "/metrics")
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), `sluice_quota_share_requests{deployment="east"} `); ok {
-			n, _ := strconv.ParseInt(v, 10, 64)
-			return n
-		}
-	}
-	return 0
+	requests, _ := sharesOf(api)
+	return requests
 }
 
 // netns is a network namespace joined to this one by a veth pair.

@@ -134,10 +134,8 @@ func (h *Holder) Tick(now int64) {
 		// nothing for deployments, a provisional floor for tenants.
 		return
 	}
-	var mine map[string]Grant
-	if h.cur != nil {
-		mine = h.cur.Grants[h.Name]
-	}
+	// A round is in force from here on (the phase is not PhaseNone).
+	mine := h.cur.Grants[h.Name]
 	// Paced charges are scheduled only within the phase in force.
 	until := h.cur.Issued + int64(h.cur.Lease)
 	if ph == PhaseGrace {
@@ -165,11 +163,7 @@ func (h *Holder) Tick(now int64) {
 		b.SetShare(now, g, p)
 		in[name] = g
 	}
-	var seq uint64
-	if h.cur != nil {
-		seq = h.cur.Seq
-	}
-	h.state.Store(&HolderState{Round: seq, Phase: ph, Grants: in})
+	h.state.Store(&HolderState{Round: h.cur.Seq, Phase: ph, Grants: in})
 }
 
 func fraction(v int64, f float64) int64 {
